@@ -1,0 +1,1 @@
+"""The ``tsuba`` command: one thin module per area (parse, call the library, print)."""

@@ -1,0 +1,1 @@
+"""Shared foundations: configuration, storage, events, audit, keys, identity, errors."""

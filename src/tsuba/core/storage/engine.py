@@ -1,0 +1,96 @@
+"""Engines with durable settings: WAL and full sync on SQLite, pre-ping on PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from tsuba.core.errors import StorageError
+
+
+def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # Let SQLAlchemy/our code issue BEGIN (IMMEDIATE where writes follow) explicitly.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA busy_timeout = 30000")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock up front, so two writers queue instead of deadlocking
+    # on a read-to-write upgrade.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def open_engine(url: str, *, echo: bool = False) -> Engine:
+    """Open an engine for ``url``; fails with a clear :class:`StorageError` if unusable."""
+    parsed = make_url(url)
+    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:":
+            parent = Path(db).parent
+            if not parent.is_dir():
+                raise StorageError(f"database directory {parent} does not exist: run 'tsuba init'")
+        # One connection per thread is cheap with SQLite; NullPool avoids sharing across forks.
+        kwargs["poolclass"] = NullPool
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    else:
+        kwargs["pool_pre_ping"] = True
+        engine = create_engine(url, **kwargs)
+    check_usable(engine)
+    return engine
+
+
+def check_usable(engine: Engine) -> None:
+    """Open one connection and read the schema, turning corruption into a clear error."""
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+            else:
+                conn.execute(text("SELECT 1")).scalar()
+    except (OperationalError, DBAPIError) as exc:
+        raise StorageError(
+            f"database {engine.url.render_as_string(hide_password=True)} is not usable: "
+            f"{_first_line(exc)}"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+
+
+def dialect_name(engine: Engine) -> str:
+    return engine.dialect.name
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def connect(engine: Engine) -> Iterator[Connection]:
+    """A transaction that commits on success and turns driver errors into StorageError."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except (OperationalError, DBAPIError) as exc:
+        raise StorageError(f"storage error: {_first_line(exc)}") from exc
