@@ -253,15 +253,25 @@ class Bus:
         self.stop()
 
     def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until every subscriber has acknowledged everything committed so far.
+        """Wait until every subscriber has acknowledged the head and the head stays put.
 
-        Returns False on timeout, or at once if a subscriber's worker has died.
+        Events published while draining (the bus's own notices included) are waited for
+        too.  Returns False on timeout, or at once if a subscriber's worker has died.
         """
         if not self._started:
             raise UsageError("start the bus before draining it")
-        target = self.store.head()
-        self._advance(target)
         deadline = time.monotonic() + timeout
+        target = self.store.head()
+        while True:
+            self._advance(target)
+            if not self._wait_acked(target, deadline):
+                return False
+            head = self.store.head()
+            if head == target:
+                return True
+            target = head
+
+    def _wait_acked(self, target: int, deadline: float) -> bool:
         with self._progress:
             while True:
                 with self._lock:
