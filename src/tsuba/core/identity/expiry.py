@@ -20,9 +20,7 @@ def parse_instant(text: str) -> datetime:
             f"invalid instant {text!r}: use ISO 8601 with a timezone, like 2026-12-31T00:00Z"
         ) from exc
     if value.tzinfo is None:
-        raise InputError(
-            f"instant {text!r} has no timezone: add one, like 2026-12-31T00:00Z (UTC)"
-        )
+        raise InputError(f"instant {text!r} has no timezone: add one, like 2026-12-31T00:00Z (UTC)")
     return value.astimezone(UTC)
 
 
@@ -36,9 +34,7 @@ def parse_duration(text: str) -> timedelta:
         )
     weeks, days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     try:
-        value = timedelta(
-            weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds
-        )
+        value = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
     except OverflowError as exc:
         raise InputError(f"duration {text!r} is too long (at most 3660 days)") from exc
     if value <= timedelta(0):

@@ -194,8 +194,7 @@ def _check_pattern_segment(pattern: str, segment: str) -> None:
         problem = f"has a {segment!r} segment"
     elif not _PATTERN_SEGMENT.fullmatch(segment):
         problem = (
-            f"segment {segment!r} has a character outside letters, digits, * and "
-            f"{_SEGMENT_PUNCT}"
+            f"segment {segment!r} has a character outside letters, digits, * and {_SEGMENT_PUNCT}"
         )
     elif "**" in segment and segment != "**":
         problem = f"segment {segment!r} mixes '**' with other characters ('**' stands alone)"

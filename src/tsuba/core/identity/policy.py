@@ -210,8 +210,7 @@ def decide(snapshot: PolicySnapshot, action: str, resource: str, at: datetime) -
         if rule.effect is Effect.DENY:
             return Decision(
                 False,
-                f"denied by role '{rule.role}': deny ({rule.action}, {rule.resource}) "
-                "(deny wins)",
+                f"denied by role '{rule.role}': deny ({rule.action}, {rule.resource}) (deny wins)",
                 rule,
             )
         if allow is None:
@@ -308,9 +307,7 @@ class Explanation:
         return out
 
 
-def explain(
-    snapshot: PolicySnapshot, action: str, resource: str, at: datetime
-) -> Explanation:
+def explain(snapshot: PolicySnapshot, action: str, resource: str, at: datetime) -> Explanation:
     """Every rule considered, why each did or did not apply, and for a denial what would."""
     decision = decide(snapshot, action, resource, at)
     considered = tuple(_consider(c, action, resource, at) for c in snapshot.rules)
@@ -334,9 +331,7 @@ def _consider(c: CompiledRule, action: str, resource: str, at: datetime) -> Cons
     if not action_matches(rule.action, action):
         return Consideration(rule, False, f"action {action} is not covered by '{rule.action}'")
     if not c.resource.matches(resource):
-        return Consideration(
-            rule, False, f"resource {resource} does not match '{rule.resource}'"
-        )
+        return Consideration(rule, False, f"resource {resource} does not match '{rule.resource}'")
     if c.scope is not None and not c.scope.matches(resource):
         return Consideration(
             rule, False, f"resource {resource} is outside the binding's scope '{rule.scope}'"

@@ -465,9 +465,7 @@ class IdentityService:
                 )
             )
             if row is None:
-                raise NotFoundError(
-                    f"role '{role}' is not bound to '{principal}'{_scoped(scope)}"
-                )
+                raise NotFoundError(f"role '{role}' is not bound to '{principal}'{_scoped(scope)}")
             info = _binding_info(row)
             s.delete(row)
         self._publish(
@@ -535,9 +533,7 @@ class IdentityService:
                     ),
                 )
                 if result.rowcount != 1:
-                    raise StorageError(
-                        "the policy version row is missing: run 'tsuba db upgrade'"
-                    )
+                    raise StorageError("the policy version row is missing: run 'tsuba db upgrade'")
         except sa_exc.IntegrityError as exc:
             raise ConflictError(
                 "the change conflicts with one made at the same time: look again and retry"
