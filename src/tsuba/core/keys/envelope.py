@@ -35,6 +35,7 @@ from tsuba.core.errors import DecryptionError, InputError
 from tsuba.core.keys.base import KeyManager, Wrapped
 from tsuba.core.keys.names import check_key_name
 
+DEFAULT_KEK = "data"  # the key-encryption key that 'tsuba init' creates for envelopes
 MAGIC = b"TSE"
 FORMAT = 1
 DATA_KEY_BYTES = 32
