@@ -40,6 +40,8 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=256)
+    # Bearer token for admin reads (audit entries); unset disables those routes.
+    admin_token: SecretStr | None = None
 
 
 class KeysSettings(_Section):
