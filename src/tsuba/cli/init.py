@@ -1,0 +1,48 @@
+"""``tsuba init``: create the data directory, its keys and its database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tsuba.cli.common import Format, FormatOption, HomeOption, emit_json, out
+from tsuba.core.config import home_from_env
+from tsuba.core.home import init_home
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+
+
+def init(
+    home: HomeOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Complete an existing data directory: re-create only missing pieces and "
+            "re-run migrations. Existing master key and keyring are always kept.",
+        ),
+    ] = False,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """Create the data directory (0700) with tsuba.toml, master key, keyring and database."""
+    result = init_home(home if home is not None else home_from_env(), force=force)
+    if fmt is Format.json:
+        emit_json(result.to_dict())
+        return
+    for path in result.created:
+        out.print(f"created  {path}", highlight=False, markup=False)
+    for path in result.kept:
+        out.print(f"kept     {path}", highlight=False, markup=False)
+    for name in result.keys_created:
+        out.print(f"key      {name} created", highlight=False, markup=False)
+    for note in result.notes:
+        out.print(f"note     {note}", highlight=False, markup=False)
+    out.print(
+        f"schema   {', '.join(result.schema) or '(none)'} on {result.database}",
+        highlight=False,
+        markup=False,
+    )
+    out.print(f"tsuba data directory ready at {result.home}", highlight=False, markup=False)

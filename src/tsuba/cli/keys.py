@@ -1,0 +1,114 @@
+"""``tsuba keys``: list, create, rotate, retire and inspect keys in the configured backend."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tsuba.cli.common import Format, FormatOption, HomeOption, emit, settings
+from tsuba.core.home import require_home
+from tsuba.core.keys import KeyInfo, KeyKind, KeyManager, open_key_manager
+
+app = typer.Typer(help="Keys: create, rotate, retire, export public keys.", no_args_is_help=True)
+
+NameArg = Annotated[str, typer.Argument(help="Key name (e.g. data, audit-signing).")]
+_COLUMNS = ["name", "kind", "current_version", "versions", "retired", "backend"]
+
+
+def _manager(home: Path | None) -> KeyManager:
+    cfg = settings(home)
+    if cfg.keys.backend == "local":
+        require_home(cfg)
+    return open_key_manager(cfg)
+
+
+def _row(info: KeyInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "kind": info.kind.value,
+        "current_version": info.current_version,
+        "versions": list(info.versions),
+        "retired": list(info.retired),
+        "created_at": info.created_at.isoformat() if info.created_at else None,
+        "backend": info.backend,
+        "labels": dict(info.labels),
+    }
+
+
+def _text_row(info: KeyInfo) -> dict[str, Any]:
+    row = _row(info)
+    row["versions"] = ",".join(str(v) for v in info.versions)
+    row["retired"] = ",".join(str(v) for v in info.retired) or "-"
+    return row
+
+
+def _show(info: KeyInfo, fmt: Format) -> None:
+    emit(_row(info) if fmt is Format.json else _text_row(info), fmt)
+
+
+@app.command("list")
+def list_cmd(home: HomeOption = None, fmt: FormatOption = Format.text) -> None:
+    """List every key with its versions."""
+    infos = _manager(home).list_keys()
+    if fmt is Format.json:
+        emit([_row(i) for i in infos], fmt)
+    else:
+        emit([_text_row(i) for i in infos], fmt, columns=_COLUMNS)
+
+
+@app.command("create")
+def create(
+    name: NameArg,
+    kind: Annotated[
+        KeyKind, typer.Option("--kind", help="What the key is for.", case_sensitive=False)
+    ],
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """Create a key (version 1)."""
+    _show(_manager(home).create(name, kind), fmt)
+
+
+@app.command("info")
+def info(name: NameArg, home: HomeOption = None, fmt: FormatOption = Format.text) -> None:
+    """Show one key: kind, versions, retired versions."""
+    _show(_manager(home).info(name), fmt)
+
+
+@app.command("rotate")
+def rotate(name: NameArg, home: HomeOption = None, fmt: FormatOption = Format.text) -> None:
+    """Add a new version and make it current; older versions keep decrypting and verifying."""
+    _show(_manager(home).rotate(name), fmt)
+
+
+@app.command("retire")
+def retire(
+    name: NameArg,
+    version: Annotated[int, typer.Argument(help="Version to retire (not the current one).", min=1)],
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """Retire a version for good: what it wrapped can no longer be decrypted."""
+    _show(_manager(home).retire(name, version), fmt)
+
+
+@app.command("public")
+def public(
+    name: NameArg,
+    version: Annotated[
+        int | None, typer.Option("--version", help="Version (default: current).", min=1)
+    ] = None,
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """Print a signing key's public key as PEM (SubjectPublicKeyInfo)."""
+    km = _manager(home)
+    pem = km.public_key_pem(name, version)
+    if fmt is Format.json:
+        number = version if version is not None else km.info(name).current_version
+        emit({"name": name, "version": number, "public_key_pem": pem.decode("ascii")}, fmt)
+        return
+    sys.stdout.write(pem.decode("ascii"))
