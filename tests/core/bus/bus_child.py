@@ -44,6 +44,9 @@ def publish(url: str, tag: str, count: int) -> None:
                 publish_in(conn, _event(tag, i))
                 time.sleep(rng.random() * 0.004)
             i += 1
+        # A pause between transactions lets the other process's busy handler get the
+        # SQLite write lock, so the two really interleave.
+        time.sleep(rng.random() * 0.003)
     engine.dispose()
 
 
