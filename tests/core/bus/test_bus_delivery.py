@@ -303,6 +303,29 @@ def test_events_from_outside_the_bus_are_delivered_by_polling(
     SqlOutbox(engine).append([ev(3)])
     assert bus.drain(10)
     assert got.positions == [1, 2, 3]
+    with engine.begin() as conn:
+        assert bus.publish_in(conn, ev(4)) == 4
+    bus.notify()
+    assert bus.drain(10)
+    assert got.positions == [1, 2, 3, 4]
+
+
+def test_handler_can_publish_what_it_derives(make_bus: MakeBus) -> None:
+    bus = make_bus()
+    alerts = Collector()
+
+    def detector(d: Delivery) -> None:
+        if d.event.outcome.value == "failure":
+            bus.publish(SecurityEvent(event_class="detection_finding", severity="high",
+                                      message="failed logon", correlation_id=d.event.id))
+
+    bus.subscribe("detector", detector, classes=["authentication"])
+    bus.subscribe("alerts", alerts, classes=["detection_finding"])
+    bus.start()
+    failed = SecurityEvent(event_class="authentication", outcome="failure")
+    bus.publish_many([SecurityEvent(event_class="authentication", outcome="success"), failed])
+    assert bus.drain(10)
+    assert [d.event.correlation_id for d in alerts.deliveries] == [failed.id]
 
 
 def _forge(engine: Engine, payload: bytes, **columns: object) -> int:
@@ -416,4 +439,4 @@ def test_unsubscribe_forget_releases_retention(make_bus: MakeBus) -> None:
     assert bus.drain(10)
     assert bus.unsubscribe("gone", forget=True) is True
     assert set(bus.store.cursors()) == {"here"}
-    assert bus.store.prune(10) == 4
+    assert bus.prune(10) == 4

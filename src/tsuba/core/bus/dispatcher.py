@@ -149,6 +149,10 @@ class Bus:
             raise UsageError("publish_in needs the SQL outbox store")
         return publish_in(conn, event)[0]
 
+    def prune(self, before_position: int) -> int:
+        """Delete events below ``before_position`` that every durable subscriber acked."""
+        return self.store.prune(before_position)
+
     def notify(self) -> None:
         """Make the dispatcher look for new events now instead of at its next poll."""
         with self._wake:
