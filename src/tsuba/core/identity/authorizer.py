@@ -147,9 +147,14 @@ class Authorizer:
             if self._idle:
                 return self._idle.pop()
         try:
-            return self._engine.connect()
+            conn = self._engine.connect()
         except DBAPIError as exc:
             raise _storage_error(exc) from exc
+        if self._engine.dialect.name != "sqlite":
+            # One statement, no BEGIN/ROLLBACK round trips.  Not on SQLite, where the engine
+            # issues its own BEGIN IMMEDIATE that autocommit mode would leave open.
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
 
     def _checkin(self, conn: Connection) -> None:
         with self._lock:
