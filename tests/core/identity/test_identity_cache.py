@@ -192,3 +192,26 @@ def test_concurrent_checks_and_changes_stay_consistent(admin: IdentityService) -
         t.join(timeout=60)
     assert errors == []
     assert answers and not final.allowed
+
+
+def test_forked_child_uses_its_own_connections(admin: IdentityService, engine: Engine) -> None:
+    import os
+
+    admin.bind("reader", "alice")
+    assert admin.authorize("alice", "model:invoke", "model/demo").allowed  # holds a connection
+    parents = {id(c) for c in admin.authorizer._idle}
+    assert parents
+    pid = os.fork()
+    if pid == 0:  # child: SQLAlchemy's documented fork practice, then check
+        code = 1
+        try:
+            engine.dispose(close=False)
+            ok = admin.authorize("alice", "model:invoke", "model/demo").allowed
+            reused = any(id(c) in parents for c in admin.authorizer._idle)
+            code = 4 if reused else 0 if ok else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    admin.unbind("reader", "alice")  # the parent's held connection still works
+    assert not admin.authorize("alice", "model:invoke", "model/demo").allowed

