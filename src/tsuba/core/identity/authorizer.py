@@ -147,7 +147,7 @@ class Authorizer:
     # -- internals -------------------------------------------------------------------------
     def _checkout(self) -> Connection:
         with self._lock:
-            if False and self._pid != os.getpid():
+            if self._pid != os.getpid():
                 # Forked: the parent's connections are neither ours to use nor to close (closing
                 # would end the parent's session on the shared socket); keep them unreferenced
                 # by the pool so no finalizer touches them.
