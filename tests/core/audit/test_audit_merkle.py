@@ -298,7 +298,7 @@ def test_every_consistency_proof_verifies_and_fails_for_another_old_root(
         bad[k] = _flip(bad[k], bit)
         assert not merkle.verify_consistency(m, n, old_root, new_root, bad)
     if 0 < m < n:
-        other = leaf_hashes(entries(m - 1)) + [merkle.leaf_hash(b"forged")]
+        other = [*leaf_hashes(entries(m - 1)), merkle.leaf_hash(b"forged")]
         assert not merkle.verify_consistency(m, n, merkle.root_of(other), new_root, proof)
 
 
