@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -46,6 +47,8 @@ _WRAP_AAD = b"tsuba-envelope/v1 data-key\x00"
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _MAX_WRAPPED = 0xFFFF
+_SCRATCH_MAX = 8 << 20
+_local = threading.local()
 
 
 @dataclass(frozen=True)
@@ -66,17 +69,16 @@ def encrypt(km: KeyManager, kek_name: str, plaintext: bytes, aad: bytes = b"") -
     wrapped = km.wrap(kek_name, data_key, _WRAP_AAD + aad)
     nonce = os.urandom(NONCE_BYTES)
     header = _header(wrapped, nonce)
-    out = bytearray(len(header) + len(plaintext) + TAG_BYTES)
+    size = len(header) + len(plaintext) + TAG_BYTES
+    out = memoryview(_scratch(size))[:size]
     out[: len(header)] = header
     try:
-        AESGCM(data_key).encrypt_into(
-            nonce, plaintext, _PREFIX + aad, memoryview(out)[len(header) :]
-        )
+        AESGCM(data_key).encrypt_into(nonce, plaintext, _PREFIX + aad, out[len(header) :])
     except OverflowError:
         raise InputError(
             f"plaintext of {len(plaintext)} bytes is too large for one envelope"
         ) from None
-    return bytes(out)
+    return out.tobytes()
 
 
 def decrypt(km: KeyManager, blob: bytes, aad: bytes = b"") -> bytes:
@@ -109,38 +111,53 @@ def rewrap(km: KeyManager, blob: bytes, aad: bytes = b"") -> bytes:
 
 def read_header(blob: bytes) -> EnvelopeHeader:
     """Parse the header of ``blob``; InputError naming what is malformed."""
-    view = memoryview(blob)
-    size = len(view)
-    if size < len(_PREFIX) or bytes(view[: len(MAGIC)]) != MAGIC:
+    size = len(blob)
+    if size < len(_PREFIX) or blob[: len(MAGIC)] != MAGIC:
         raise InputError("not a tsuba envelope (missing 'TSE' magic)")
-    if view[len(MAGIC)] != FORMAT:
-        raise InputError(f"unsupported envelope format {view[len(MAGIC)]} (this tsuba reads 1)")
+    if blob[len(MAGIC)] != FORMAT:
+        raise InputError(f"unsupported envelope format {blob[len(MAGIC)]} (this tsuba reads 1)")
     pos = len(_PREFIX)
     if pos + 1 > size:
         raise _truncated(size)
-    name_len = view[pos]
+    name_len = blob[pos]
     pos += 1
     if pos + name_len + _U32.size + _U16.size > size:
         raise _truncated(size)
     try:
-        name = bytes(view[pos : pos + name_len]).decode("ascii")
+        name = bytes(blob[pos : pos + name_len]).decode("ascii")
     except UnicodeDecodeError:
         raise InputError("envelope header is corrupted: KEK name is not ASCII") from None
     check_key_name(name)
     pos += name_len
-    (version,) = _U32.unpack_from(view, pos)
-    pos += _U32.size
-    (wrapped_len,) = _U16.unpack_from(view, pos)
-    pos += _U16.size
+    (version,) = _U32.unpack_from(blob, pos)
+    (wrapped_len,) = _U16.unpack_from(blob, pos + _U32.size)
+    pos += _U32.size + _U16.size
     if version < 1 or wrapped_len == 0:
         raise InputError("envelope header is corrupted: KEK version or wrapped key is empty")
     if pos + wrapped_len + NONCE_BYTES + TAG_BYTES > size:
         raise _truncated(size)
-    wrapped = bytes(view[pos : pos + wrapped_len])
+    wrapped = bytes(blob[pos : pos + wrapped_len])
     pos += wrapped_len
-    nonce = bytes(view[pos : pos + NONCE_BYTES])
-    pos += NONCE_BYTES
-    return EnvelopeHeader(name, version, wrapped, nonce, pos)
+    nonce = bytes(blob[pos : pos + NONCE_BYTES])
+    return EnvelopeHeader(name, version, wrapped, nonce, pos + NONCE_BYTES)
+
+
+def _scratch(size: int) -> bytearray:
+    """A per-thread buffer to assemble header and ciphertext in before the one copy out.
+
+    Building the result in a fresh buffer and copying it (or concatenating header and
+    ciphertext) makes two large short-lived allocations per object; glibc then hands the
+    memory back to the kernel and faults it in again on every call, which costs several
+    times the encryption itself.  The buffer holds ciphertext only, never plaintext, and
+    is kept only up to ``_SCRATCH_MAX`` bytes.
+    """
+    if size > _SCRATCH_MAX:
+        return bytearray(size)
+    buf: bytearray | None = getattr(_local, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = bytearray(max(size, 4096))
+        _local.buf = buf
+    return buf
 
 
 def _header(wrapped: Wrapped, nonce: bytes) -> bytes:
