@@ -23,7 +23,7 @@ def show(home: HomeOption = None, fmt: FormatOption = Format.text) -> None:
 
 def _drop_none(data: dict[str, object]) -> dict[str, object]:
     return {
-        k: _drop_none(v) if isinstance(v, dict) else v  # type: ignore[arg-type]
+        k: _drop_none(v) if isinstance(v, dict) else v
         for k, v in data.items()
         if v is not None
     }
