@@ -77,7 +77,7 @@ def run() -> None:
     """Console-script entry: exit 0 ok, 1 findings, 2 usage or input error."""
     debug = "--debug" in sys.argv or os.environ.get("TSUBA_DEBUG") not in (None, "", "0")
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
     except TsubaError as exc:
         if debug:
             raise
@@ -104,7 +104,7 @@ def run() -> None:
             markup=False,
         )
         sys.exit(2)
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

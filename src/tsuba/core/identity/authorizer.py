@@ -40,6 +40,7 @@ from tsuba.core.identity.policy import (
     explain,
     validate_request,
 )
+from tsuba.core.storage.engine import reader
 
 _VERSION = select(PolicyVersion.version).where(PolicyVersion.id == POLICY_VERSION_ROW)
 
@@ -157,7 +158,7 @@ class Authorizer:
             if self._idle:
                 return self._idle.pop()
         try:
-            conn = self._engine.connect()
+            conn = reader(self._engine).connect()
         except DBAPIError as exc:
             raise _storage_error(exc) from exc
         if self._engine.dialect.name != "sqlite":
@@ -175,7 +176,7 @@ class Authorizer:
 
     def _load(self, principal: str, version: int) -> PolicySnapshot:
         try:
-            with Session(self._engine) as session:
+            with Session(reader(self._engine)) as session:
                 return load_snapshot(session, principal, version)
         except DBAPIError as exc:
             raise _storage_error(exc) from exc

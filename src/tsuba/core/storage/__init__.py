@@ -1,7 +1,13 @@
 """Relational storage: SQLite by default, PostgreSQL when ``database_url`` says so."""
 
 from tsuba.core.storage.base import Base
-from tsuba.core.storage.engine import connect, dialect_name, open_engine, session_factory
+from tsuba.core.storage.engine import (
+    connect,
+    dialect_name,
+    open_engine,
+    reader,
+    session_factory,
+)
 from tsuba.core.storage.migrate import current_heads, upgrade
 
 __all__ = [
@@ -10,6 +16,7 @@ __all__ = [
     "current_heads",
     "dialect_name",
     "open_engine",
+    "reader",
     "session_factory",
     "upgrade",
 ]

@@ -30,10 +30,26 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
         cur.close()
 
 
+READ_ONLY = "tsuba_read_only"
+
+
 def _sqlite_on_begin(conn: Connection) -> None:
-    # IMMEDIATE takes the write lock up front, so two writers queue instead of deadlocking
-    # on a read-to-write upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # IMMEDIATE takes the write lock up front, so two writers queue instead of failing on a
+    # read-to-write upgrade.  Readers that never write opt out (see ``reader``) so that WAL
+    # lets them run beside a writer.
+    if conn.get_execution_options().get(READ_ONLY):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine for transactions that only read: on SQLite they take no write lock.
+
+    A transaction begun through it must not write; SQLite would then fail it with "database
+    is locked" under contention instead of queueing.
+    """
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def open_engine(url: str, *, echo: bool = False) -> Engine:
