@@ -431,7 +431,8 @@ class AuditLog:
         """The stored signed head of the largest size (the newest among equals)."""
         return self._stored_head()
 
-    def _checked(self, sth: SignedTreeHead | None) -> SignedTreeHead | None:
+    def check_tree_head(self, sth: SignedTreeHead | None) -> SignedTreeHead | None:
+        """``sth`` once its signature verifies under a trusted key (IntegrityError if not)."""
         if sth is None:
             return None
         key = self.trusted_keys().get(sth.key_id)
@@ -479,7 +480,7 @@ class AuditLog:
         is signed now.  A proof at a smaller ``tree_size`` carries the consistency path from
         that size to the head's.
         """
-        sth = self._checked(self.latest_signed_tree_head())
+        sth = self.check_tree_head(self.latest_signed_tree_head())
         want = index + 1 if tree_size is None else max(tree_size, index + 1)
         if sth is None or sth.tree_size < want:
             sth = self.sign_tree_head()
@@ -503,8 +504,8 @@ class AuditLog:
     def export_consistency(self, first: int, second: int) -> ConsistencyProof:
         """A consistency proof with the stored signed heads of both sizes, where there are."""
         proof = self.consistency_proof(first, second)
-        first_sth = self._checked(self._stored_head(first))
-        second_sth = self._checked(self._stored_head(second))
+        first_sth = self.check_tree_head(self._stored_head(first))
+        second_sth = self.check_tree_head(self._stored_head(second))
         for sth, root in ((first_sth, proof.first_root), (second_sth, proof.second_root)):
             if sth is not None and sth.root_hash != root:
                 raise IntegrityError(
