@@ -13,8 +13,7 @@ import typer
 from tsuba.cli.common import Format, FormatOption, HomeOption, emit, emit_json, out, settings
 from tsuba.core.errors import InputError
 from tsuba.core.identity import IdentityService, PrincipalKind
-from tsuba.core.storage import open_engine
-from tsuba.core.storage.migrate import require_current
+from tsuba.core.platform import Platform
 
 app = typer.Typer(help="People, services and agents that act.", no_args_is_help=True)
 
@@ -31,13 +30,11 @@ def local_actor() -> str:
 
 @contextmanager
 def identity_service(home: Path | None, *, actor: str | None = None) -> Iterator[IdentityService]:
-    engine = open_engine(settings(home).sqlalchemy_url)
-    try:
-        require_current(engine)
-        with IdentityService(engine, actor=actor or local_actor()) as service:
-            yield service
-    finally:
-        engine.dispose()
+    # Every change is recorded in the audit log and published on the bus.
+    with Platform.open(settings(home)) as platform, IdentityService(
+        platform.engine, actor=actor or local_actor(), emit=platform.record
+    ) as service:
+        yield service
 
 
 def _parse_labels(raw: list[str]) -> dict[str, str]:

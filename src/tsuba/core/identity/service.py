@@ -46,7 +46,7 @@ from tsuba.core.identity.records import (
     RoleInfo,
 )
 
-Emit = Callable[[SecurityEvent], None]
+Emit = Callable[[SecurityEvent], object]
 
 _LABEL_KEY = re.compile(r"[a-z0-9][a-z0-9._/-]{0,62}")
 MAX_LABELS = 32
