@@ -128,3 +128,41 @@ def test_keys_over_pkcs11_in_a_subprocess(tmp_path: Path) -> None:
     assert set(rows) >= {"audit-signing", "data"}
     res = tsuba("keys", "list", extra={"TSUBA_KEYS__PKCS11_PIN": "000000"})
     assert res.returncode == 2 and "wrong PIN" in res.stderr
+
+
+def _key_events(home: Path) -> list[dict]:
+    from tsuba.core.bus import SqlOutbox
+    from tsuba.core.config import load_settings
+    from tsuba.core.storage import open_engine
+
+    engine = open_engine(load_settings(home).sqlalchemy_url)
+    try:
+        outbox = SqlOutbox(engine)
+        records = outbox.read(0, outbox.head(), limit=1000, classes=["entity_management"])
+    finally:
+        engine.dispose()
+    return [e for e in (json.loads(r.payload) for r in records)
+            if e["resource"].startswith("key/")]
+
+
+def test_key_changes_are_recorded_as_events(cli, ready: Path) -> None:
+    created = _key_events(ready)  # by init
+    assert {(e["activity"], e["resource"]) for e in created} == {
+        ("create", "key/audit-signing"), ("create", "key/data")}
+    assert cli("keys", "rotate", "data").code == 0
+    assert cli("keys", "retire", "data", "1").code == 0
+    assert cli("keys", "rotate", "audit-signing").code == 0
+    assert cli("keys", "create", "extra", "--kind", "ecdsa-p256").code == 0
+    events = _key_events(ready)[2:]
+    assert [(e["activity"], e["resource"], e["attributes"]["version"]) for e in events] == [
+        ("rotate", "key/data", 2), ("retire", "key/data", 1),
+        ("rotate", "key/audit-signing", 2), ("create", "key/extra", 1)]
+    retire = events[1]
+    assert retire["severity"] == "medium" and retire["actor"].startswith("cli")
+    assert "secret" not in json.dumps(events)
+
+
+def test_failed_change_records_nothing(cli, ready: Path) -> None:
+    before = len(_key_events(ready))
+    assert cli("keys", "retire", "data", "1").code == 2  # current version
+    assert len(_key_events(ready)) == before

@@ -7,8 +7,11 @@ from typing import Annotated
 import typer
 
 from tsuba.cli.common import Format, FormatOption, HomeOption, emit_json, out
-from tsuba.core.config import home_from_env
+from tsuba.cli.principal import local_actor
+from tsuba.core.config import home_from_env, load_settings
 from tsuba.core.home import init_home
+from tsuba.core.keys.events import key_event
+from tsuba.core.platform import Platform
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +31,14 @@ def init(
     fmt: FormatOption = Format.text,
 ) -> None:
     """Create the data directory (0700) with tsuba.toml, master key, keyring and database."""
-    result = init_home(home if home is not None else home_from_env(), force=force)
+    target = home if home is not None else home_from_env()
+    result = init_home(target, force=force)
+    if result.keys_created:
+        # Report the new keys like any other key change: audit log first, then the bus.
+        with Platform.open(load_settings(target)) as platform:
+            for name in result.keys_created:
+                info = platform.keys.info(name)
+                platform.record(key_event("create", info, actor=local_actor()))
     if fmt is Format.json:
         emit_json(result.to_dict())
         return

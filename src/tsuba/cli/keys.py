@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from tsuba.cli.common import Format, FormatOption, HomeOption, emit, settings
+from tsuba.cli.principal import local_actor
 from tsuba.core.home import require_home
 from tsuba.core.keys import KeyInfo, KeyKind, KeyManager, open_key_manager
+from tsuba.core.keys.events import KeyActivity, key_event
+from tsuba.core.platform import Platform
 
 app = typer.Typer(help="Keys: create, rotate, retire, export public keys.", no_args_is_help=True)
 
@@ -23,6 +27,20 @@ def _manager(home: Path | None) -> KeyManager:
     if cfg.keys.backend == "local":
         require_home(cfg)
     return open_key_manager(cfg)
+
+
+def _change(
+    home: Path | None,
+    activity: KeyActivity,
+    apply: Callable[[KeyManager], KeyInfo],
+    version: int | None = None,
+) -> KeyInfo:
+    """Apply a key change and record it (audit log, then bus).  Storage and audit log are
+    opened first, so a change is not made where it could not be recorded."""
+    with Platform.open(settings(home)) as platform:
+        info = apply(platform.keys)
+        platform.record(key_event(activity, info, actor=local_actor(), version=version))
+    return info
 
 
 def _row(info: KeyInfo) -> dict[str, Any]:
@@ -69,7 +87,7 @@ def create(
     fmt: FormatOption = Format.text,
 ) -> None:
     """Create a key (version 1)."""
-    _show(_manager(home).create(name, kind), fmt)
+    _show(_change(home, "create", lambda km: km.create(name, kind)), fmt)
 
 
 @app.command("info")
@@ -81,7 +99,7 @@ def info(name: NameArg, home: HomeOption = None, fmt: FormatOption = Format.text
 @app.command("rotate")
 def rotate(name: NameArg, home: HomeOption = None, fmt: FormatOption = Format.text) -> None:
     """Add a new version and make it current; older versions keep decrypting and verifying."""
-    _show(_manager(home).rotate(name), fmt)
+    _show(_change(home, "rotate", lambda km: km.rotate(name)), fmt)
 
 
 @app.command("retire")
@@ -92,7 +110,7 @@ def retire(
     fmt: FormatOption = Format.text,
 ) -> None:
     """Retire a version for good: what it wrapped can no longer be decrypted."""
-    _show(_manager(home).retire(name, version), fmt)
+    _show(_change(home, "retire", lambda km: km.retire(name, version), version), fmt)
 
 
 @app.command("public")
