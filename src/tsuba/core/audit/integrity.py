@@ -31,6 +31,7 @@ from tsuba.core.audit import schema
 from tsuba.core.audit.merkle import EMPTY_ROOT, fold
 from tsuba.core.audit.treehead import PublicKey, SignedTreeHead
 from tsuba.core.errors import IntegrityError, StorageError
+from tsuba.core.storage import reader
 
 CHUNK_ROWS = 20_000
 
@@ -55,9 +56,9 @@ class VerifyReport:
 
 @contextmanager
 def snapshot(engine: Engine) -> Iterator[Connection]:
-    """One consistent view of the log while appends go on (SQLite holds its write lock)."""
+    """One consistent view of the log while appends go on beside it."""
     try:
-        with engine.connect() as raw:
+        with reader(engine).connect() as raw:
             conn = raw
             if raw.dialect.name == "postgresql":
                 conn = raw.execution_options(isolation_level="REPEATABLE READ")

@@ -54,6 +54,7 @@ from tsuba.core.errors import (
     TsubaError,
 )
 from tsuba.core.events import SecurityEvent
+from tsuba.core.storage import reader
 
 log = logging.getLogger("tsuba.audit")
 
@@ -127,6 +128,7 @@ class AuditLog:
         sth_interval_seconds: float | None = None,
     ) -> None:
         self._engine = engine
+        self._reader = reader(engine)
         self._signer = signer
         self._trusted = list(trusted_public_keys)
         self._writer_conn: Connection | None = None
@@ -240,8 +242,9 @@ class AuditLog:
     # -- reading -------------------------------------------------------------------------
     @contextmanager
     def _read(self) -> Iterator[Connection]:
+        """A read-only transaction: on SQLite it runs beside writers instead of queueing."""
         try:
-            with self._engine.begin() as conn:
+            with self._reader.begin() as conn:
                 yield conn
         except (OperationalError, DBAPIError) as exc:
             raise _storage_error(exc) from exc
@@ -389,17 +392,20 @@ class AuditLog:
         sth = SignedTreeHead(
             log_id, head.tree_size, root, timestamp, algorithm_of(key), key_id(key), signature
         )
-        with self._read() as conn:
-            conn.execute(
-                insert(schema.tree_heads).values(
-                    tree_size=sth.tree_size,
-                    root_hash=sth.root_hash,
-                    timestamp_ms=sth.timestamp_ms,
-                    algorithm=sth.algorithm,
-                    key_id=sth.key_id,
-                    signature=sth.signature,
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    insert(schema.tree_heads).values(
+                        tree_size=sth.tree_size,
+                        root_hash=sth.root_hash,
+                        timestamp_ms=sth.timestamp_ms,
+                        algorithm=sth.algorithm,
+                        key_id=sth.key_id,
+                        signature=sth.signature,
+                    )
                 )
-            )
+        except (OperationalError, DBAPIError) as exc:
+            raise _storage_error(exc) from exc
         return sth
 
     def signed_tree_heads(self) -> list[SignedTreeHead]:
