@@ -67,6 +67,21 @@ class AuditSettings(_Section):
     batch_max: int = Field(default=4096, ge=1)
 
 
+class AuthSettings(_Section):
+    """Gateway authentication: API keys, JWT/OIDC issuers, HMAC request signing."""
+
+
+class LimitsSettings(_Section):
+    """Rate limits, quotas and budgets; backend ``memory`` (one process) or ``redis``."""
+
+
+class GatewaySettings(_Section):
+    """Inference gateway: upstreams, models, routes, validation, sessions, I/O log."""
+
+    auth: AuthSettings = AuthSettings()
+    limits: LimitsSettings = LimitsSettings()
+
+
 class Settings(BaseSettings):
     """Everything configurable.  Secrets are ``SecretStr`` so they never print by accident."""
 
@@ -85,6 +100,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     keys: KeysSettings = KeysSettings()
     audit: AuditSettings = AuditSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     @field_validator("database_url")
     @classmethod

@@ -72,5 +72,34 @@ class IntegrityError(TsubaError):
     exit_code = 1
 
 
+class AuthenticationError(TsubaError):
+    """Credentials missing, malformed, forged, expired, revoked or replayed (HTTP 401)."""
+
+    code = "unauthenticated"
+
+
 class AuthorizationError(TsubaError):
     code = "forbidden"
+
+
+class RateLimitedError(TsubaError):
+    """A limit or budget refused the request (HTTP 429); ``headers`` go to the client."""
+
+    code = "rate_limited"
+
+    def __init__(
+        self, message: str, *, retry_after: float, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = dict(headers or {})
+
+
+class UpstreamError(TsubaError):
+    """The model server failed, timed out or answered nonsense (HTTP 502/504)."""
+
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, status: int = 502) -> None:
+        super().__init__(message)
+        self.status = status

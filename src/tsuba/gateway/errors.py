@@ -12,7 +12,9 @@ _STATUS: list[tuple[type[e.TsubaError], int]] = [
     (e.InputError, 400),
     (e.UsageError, 400),
     (e.ConflictError, 409),
+    (e.AuthenticationError, 401),
     (e.AuthorizationError, 403),
+    (e.RateLimitedError, 429),
     (e.IntegrityError, 409),
     (e.StorageError, 503),
     (e.KeyStoreError, 503),
@@ -22,6 +24,8 @@ _STATUS: list[tuple[type[e.TsubaError], int]] = [
 
 
 def status_for(exc: e.TsubaError) -> int:
+    if isinstance(exc, e.UpstreamError):
+        return exc.status
     for cls, status in _STATUS:
         if isinstance(exc, cls):
             return status
@@ -36,4 +40,11 @@ async def tsuba_error_handler(_request: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, e.TsubaError)
     status = status_for(exc)
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return JSONResponse(error_body(exc.message, kind, exc.code), status_code=status)
+    headers: dict[str, str] = {}
+    if isinstance(exc, e.RateLimitedError):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after))), **exc.headers}
+    elif isinstance(exc, e.AuthenticationError):
+        headers = {"WWW-Authenticate": 'Bearer realm="tsuba"'}
+    return JSONResponse(
+        error_body(exc.message, kind, exc.code), status_code=status, headers=headers
+    )
