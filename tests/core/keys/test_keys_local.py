@@ -224,6 +224,12 @@ def test_other_process_changes_are_seen(local_km: LocalKeyManager, master: Maste
     elsewhere.retire("data", 1)
     with pytest.raises(KeyStoreError, match="retired"):
         local_km.unwrap(old)
+    # The retired version's material is gone from this process's memory too.
+    live = local_km._current().doc.keys["data"].versions
+    assert live[1].secret is None and len(local_km._aeads) == 1
+    assert all(sealed == live[2].secret or sealed in {
+        v.secret for k in local_km._current().doc.keys.values() for v in k.versions.values()
+    } for sealed in local_km._secrets)
 
 
 _ROTATOR = """

@@ -218,7 +218,15 @@ class LocalKeyManager:
             stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
             if self._loaded is None or self._loaded.stamp != stamp:
                 self._loaded = self._read(stamp)
+                self._forget_stale(self._loaded.doc)
             return self._loaded
+
+    def _forget_stale(self, doc: _Document) -> None:
+        """Drop cached material that the file no longer holds (retired elsewhere)."""
+        live = {v.secret for k in doc.keys.values() for v in k.versions.values() if v.secret}
+        for cache in (self._secrets, self._aeads):
+            for sealed in [s for s in cache if s not in live]:
+                del cache[sealed]
 
     def _read(self, stamp: tuple[int, int, int]) -> _Loaded:
         try:

@@ -116,9 +116,24 @@ class VaultKeyManager:
             ) from None
 
     def _read(self, name: str) -> dict[str, Any]:
+        found = self._find(name)
+        if found is None:
+            raise KeyStoreError(
+                f"no key named '{name}' in Vault at {self.addr} (mount '{self.mount}'): "
+                f"create it with 'tsuba keys create {name} --kind ...'"
+            )
+        return found
+
+    def _find(self, name: str) -> dict[str, Any] | None:
+        """The key's description, or None when Vault has no key of that name."""
         check_key_name(name)
-        with self._call("read a key", name):
-            response = self._transit.read_key(name=name, mount_point=self.mount)
+        try:
+            with self._call("read a key", name):
+                response = self._transit.read_key(name=name, mount_point=self.mount)
+        except KeyStoreError as exc:
+            if isinstance(exc.__context__, hvac.exceptions.InvalidPath):
+                return None
+            raise
         return _data(response, "read a key")
 
     def _kind(self, name: str, data: dict[str, Any]) -> KeyKind:
@@ -154,14 +169,8 @@ class VaultKeyManager:
 
     # -- KeyManager ----------------------------------------------------------------------
     def create(self, name: str, kind: KeyKind, *, exist_ok: bool = False) -> KeyInfo:
-        check_key_name(name)
         kind = KeyKind(kind)
-        try:
-            existing = self._read(name)
-        except KeyStoreError as exc:
-            if not str(exc).startswith(f"no key named '{name}'"):
-                raise
-            existing = None
+        existing = self._find(name)
         if existing is not None:
             if exist_ok and self._kind(name, existing) is kind:
                 return self._info_from(name, existing)
