@@ -70,6 +70,74 @@ class AuditSettings(_Section):
 class AuthSettings(_Section):
     """Gateway authentication: API keys, JWT/OIDC issuers, HMAC request signing."""
 
+    class Issuer(_Section):
+        """One trusted OAuth2/OIDC issuer of JWT bearer tokens.
+
+        Only asymmetric algorithms are accepted: with ``none`` anyone can mint a token, and
+        with HS* a verifier holding only the issuer's public key could be tricked into using
+        that public key as an HMAC secret (key confusion).
+        """
+
+        issuer: str = Field(min_length=1)
+        audience: list[str] = Field(min_length=1)
+        # None: read jwks_uri from {issuer}/.well-known/openid-configuration
+        jwks_uri: str | None = None
+        algorithms: list[str] = Field(default=["RS256", "ES256", "EdDSA"], min_length=1)
+        leeway_seconds: int = Field(default=30, ge=0, le=300)
+        principal_claim: str = Field(default="sub", min_length=1)
+        scopes_claim: str = Field(default="scope", min_length=1)
+        required_scopes: list[str] = []
+
+        @field_validator("audience", mode="before")
+        @classmethod
+        def _one_or_many(cls, value: object) -> object:
+            return [value] if isinstance(value, str) else value
+
+        @field_validator("algorithms")
+        @classmethod
+        def _asymmetric_only(cls, value: list[str]) -> list[str]:
+            asymmetric = ("EdDSA", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512",
+                          "RS256", "RS384", "RS512")
+            bad = [a for a in value if a not in asymmetric]
+            if bad:
+                allowed = ", ".join(asymmetric)
+                raise ValueError(
+                    f"algorithm(s) {', '.join(bad)} not allowed: use only {allowed} "
+                    "('none' and HS* are refused)"
+                )
+            return value
+
+        @field_validator("issuer", "jwks_uri")
+        @classmethod
+        def _https_or_loopback(cls, value: str | None) -> str | None:
+            from urllib.parse import urlsplit  # noqa: PLC0415
+
+            if value is None:
+                return None
+            parts = urlsplit(value)
+            loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+            if not parts.hostname or not (
+                parts.scheme == "https" or (parts.scheme == "http" and loopback)
+            ):
+                raise ValueError(f"{value!r} must be an https:// URL (http only on loopback)")
+            return value
+
+    methods: list[Literal["api_key", "jwt", "hmac"]] = ["api_key", "jwt", "hmac"]
+    # HMAC-SHA256 key in the key store that peppers API key hashes (created on demand).
+    pepper_key: str = "apikey-pepper"
+    cache_size: int = Field(default=100_000, ge=1)
+    # 0: read the revocation version on every request; at most 1 s so revocation holds.
+    revocation_check_seconds: float = Field(default=0.0, ge=0, le=1)
+    last_used_interval_seconds: float = Field(default=60.0, ge=1)
+    issuers: list[Issuer] = []
+    jwks_max_age_seconds: float = Field(default=600.0, gt=0)
+    jwks_min_refetch_seconds: float = Field(default=30.0, ge=0)
+    jwks_timeout_seconds: float = Field(default=5.0, gt=0)
+    signing_window_seconds: int = Field(default=300, ge=1, le=3600)
+    replay_backend: Literal["memory", "redis"] = "memory"
+    replay_redis_url: SecretStr | None = None
+    replay_max_entries: int = Field(default=1_000_000, ge=1)
+
 
 class LimitsSettings(_Section):
     """Rate limits, quotas and budgets; backend ``memory`` (one process) or ``redis``."""
