@@ -65,6 +65,9 @@ class AuditSettings(_Section):
     signing_key: str = "audit-signing"
     sth_interval_seconds: float = Field(default=60.0, gt=0)
     batch_max: int = Field(default=4096, ge=1)
+    # "durable": a request's audit record is committed before its response completes;
+    # "async": it is committed just after, trading that guarantee for latency.
+    durability: Literal["durable", "async"] = "durable"
 
 
 class AuthSettings(_Section):
@@ -140,7 +143,167 @@ class AuthSettings(_Section):
 
 
 class LimitsSettings(_Section):
-    """Rate limits, quotas and budgets; backend ``memory`` (one process) or ``redis``."""
+    """Rate limits, quotas and budgets; backend ``memory`` (one process) or ``redis``.
+
+    Four scopes apply to every request at once, each with its own counters: ``total`` (all
+    traffic through the gateway), each model, each principal, and each principal on each
+    model.  A request is admitted only if every applicable limit has room (all or nothing).
+    Token and spend budgets count in calendar windows in UTC (minute, day, month); request
+    rates use GCRA.  The defaults are generous per-principal limits, so a runaway client is
+    throttled out of the box while normal use never meets them.
+    """
+
+    class Values(_Section):
+        """One set of limits.  Unset: no limit (in an override: the default's); 0 refuses all."""
+
+        requests: int | None = Field(default=None, ge=0)  # per interval_seconds (GCRA)
+        interval_seconds: float = Field(default=60.0, gt=0, le=86_400)
+        burst: int | None = Field(default=None, ge=1)  # back-to-back requests; default: requests
+        tokens_per_minute: int | None = Field(default=None, ge=0)
+        tokens_per_day: int | None = Field(default=None, ge=0)
+        spend_per_day: float | None = Field(default=None, ge=0)  # in spend_unit
+        spend_per_month: float | None = Field(default=None, ge=0)
+        concurrent: int | None = Field(default=None, ge=0)
+
+    class PrincipalModel(Values):
+        """Limits for each matching principal on each matching model (first match applies)."""
+
+        principal: str = "*"
+        model: str = "**"
+
+        @field_validator("principal", "model")
+        @classmethod
+        def _pattern(cls, value: str) -> str:
+            return LimitsSettings.check_pattern(value)
+
+    class Price(_Section):
+        input_per_million: float = Field(ge=0)  # spend_unit per million prompt tokens
+        output_per_million: float = Field(ge=0)  # spend_unit per million completion tokens
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: SecretStr | None = None
+    # Braces keep every key in one Redis Cluster slot: one script touches several of them.
+    key_prefix: str = Field(default="{tsuba:rl}:", min_length=1, max_length=64)
+    # A reservation never settled (crashed worker) is refunded after this long.
+    reservation_timeout_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    spend_unit: str = Field(default="USD", min_length=1, max_length=16)
+    total: Values = Values()
+    model_defaults: Values = Values()
+    models: dict[str, Values] = {}  # model pattern -> overrides of model_defaults
+    principal_defaults: Values = Values(
+        requests=600, tokens_per_minute=200_000, tokens_per_day=5_000_000, concurrent=32
+    )
+    principals: dict[str, Values] = {}  # principal pattern -> overrides of principal_defaults
+    principal_models: list[PrincipalModel] = []
+    prices: dict[str, Price] = {}  # model pattern -> price of its tokens
+
+    @field_validator("models", "principals", "prices")
+    @classmethod
+    def _patterns(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for pattern in value:
+            cls.check_pattern(pattern)
+        return value
+
+    @staticmethod
+    def check_pattern(pattern: str) -> str:
+        """Principal and model patterns use the resource glob rules of tsuba.core.identity."""
+        from tsuba.core.errors import InputError  # noqa: PLC0415
+        from tsuba.core.identity.patterns import compile_pattern  # noqa: PLC0415
+
+        try:
+            compile_pattern(pattern)
+        except InputError as exc:
+            raise ValueError(str(exc)) from exc
+        return pattern
+
+
+class UpstreamSettings(_Section):
+    """An OpenAI-compatible model server the gateway forwards to.
+
+    The host of ``base_url`` must be in ``gateway.allowed_upstream_hosts``: configuration
+    alone never lets the gateway reach a host nobody allow-listed.
+    """
+
+    base_url: str = Field(min_length=1)
+    # Where the upstream's own API key comes from: an environment variable, or an envelope
+    # file (KEK "data") written by tsuba.gateway.upstreams.store_credential.
+    credential_env: str | None = None
+    credential_file: str | None = None
+    timeout_seconds: float = Field(default=120.0, gt=0)
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    retries: int = Field(default=1, ge=0, le=5)
+    max_connections: int = Field(default=256, ge=1, le=10_000)
+
+
+RouteName = Literal["chat", "completions", "embeddings", "predict"]
+DataClass = Literal["public", "internal", "confidential", "restricted"]
+
+
+class ModelSettings(_Section):
+    """A model clients may name, and the upstream that serves it."""
+
+    upstream: str = Field(min_length=1)
+    upstream_model: str | None = None  # the upstream's name for it (default: the same)
+    routes: list[RouteName] = ["chat", "completions"]
+    # Output tokens assumed when a request sets no max_tokens (what a budget reserves).
+    default_max_tokens: int = Field(default=1024, ge=1)
+    input_cost_per_1k: float = Field(default=0.0, ge=0)
+    output_cost_per_1k: float = Field(default=0.0, ge=0)
+
+
+class GuardSettings(_Section):
+    """One guard in the chain; ``routes``/``models`` select where it applies ("*": all)."""
+
+    name: str = Field(min_length=1, max_length=64)
+    kind: str = Field(min_length=1)  # "word" is built in
+    stage: Literal["input", "output", "both"] = "both"
+    action: Literal["block", "redact", "flag"] = "block"
+    routes: list[str] = ["*"]
+    models: list[str] = ["*"]
+    options: dict[str, Any] = {}
+
+
+class RouteSettings(_Section):
+    """Per-route switches, keyed by route name (chat, completions, embeddings, predict)."""
+
+    io_log: bool = False  # store prompts and responses, encrypted, for the retention period
+    classification: DataClass = "internal"  # decides the I/O log retention
+    sessions: bool = False  # server-side conversation state via x-tsuba-session-id
+
+
+class ValidationSettings(_Section):
+    max_body_bytes: int = Field(default=4 << 20, ge=1024)
+    max_messages: int = Field(default=512, ge=1)
+    max_input_chars: int = Field(default=1_000_000, ge=1)
+    max_output_tokens: int = Field(default=32_768, ge=1)
+    max_n: int = Field(default=8, ge=1)
+    max_embedding_inputs: int = Field(default=2048, ge=1)
+    max_features: int = Field(default=100_000, ge=1)
+    # A client that has not sent its headers / its body in this time is disconnected.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class StreamSettings(_Section):
+    # Output guards inspect at least this many new characters before they are released.
+    window_chars: int = Field(default=16, ge=1, le=65_536)
+
+
+class SessionSettings(_Section):
+    ttl_seconds: float = Field(default=3600.0, gt=0)
+    max_turns: int = Field(default=200, ge=1)
+    purge_interval_seconds: float = Field(default=300.0, gt=0)
+
+
+class IoLogSettings(_Section):
+    kek: str = "data"
+    retention_days: dict[DataClass, float] = {
+        "public": 90.0,
+        "internal": 30.0,
+        "confidential": 7.0,
+        "restricted": 1.0,
+    }
+    purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
 
 class GatewaySettings(_Section):
@@ -148,6 +311,16 @@ class GatewaySettings(_Section):
 
     auth: AuthSettings = AuthSettings()
     limits: LimitsSettings = LimitsSettings()
+    upstreams: dict[str, UpstreamSettings] = {}
+    models: dict[str, ModelSettings] = {}
+    # "host" or "host:port"; an upstream elsewhere is refused at start-up.
+    allowed_upstream_hosts: list[str] = []
+    guards: list[GuardSettings] = []
+    routes: dict[RouteName, RouteSettings] = {}
+    validation: ValidationSettings = ValidationSettings()
+    stream: StreamSettings = StreamSettings()
+    sessions: SessionSettings = SessionSettings()
+    io_log: IoLogSettings = IoLogSettings()
 
 
 class Settings(BaseSettings):
