@@ -8,13 +8,14 @@ destroy every key (and so every signature and every envelope) made before.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 from pydantic import BaseModel
 from sqlalchemy.engine import make_url
 
@@ -30,6 +31,7 @@ from tsuba.core.storage import current_heads, open_engine, upgrade
 
 # Settings that must not be suggested in a file: secrets belong in the environment.
 _ENV_ONLY = {"home", "master_key", "master_passphrase"}
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # Any of these in a directory means it was initialised before.
 _MARKERS = (CONFIG_FILE, "keyring.json", "master.key", "tsuba.db")
 
@@ -164,7 +166,8 @@ def check_home(settings: Settings) -> list[str]:
 def default_config() -> str:
     """``tsuba.toml`` with every setting commented out at its default."""
     lines = [
-        "# tsuba settings. Each setting is shown commented out at its default value.",
+        "# tsuba settings. Each setting is shown commented out at its default value:",
+        "# to change one, uncomment it and its [section] line.",
         "# TSUBA_* environment variables override this file (sections joined with '__',",
         "# e.g. TSUBA_SERVER__PORT=9000). Keep secrets out of this file: set",
         "# TSUBA_MASTER_KEY or TSUBA_MASTER_PASSPHRASE in the environment instead.",
@@ -176,6 +179,7 @@ def default_config() -> str:
 
 def _describe_model(model: BaseModel, path: list[str], lines: list[str]) -> None:
     sections: list[tuple[str, BaseModel]] = []
+    plain = model.model_dump(mode="json")
     for name, info in type(model).model_fields.items():
         if not path and name in _ENV_ONLY:
             continue
@@ -188,11 +192,33 @@ def _describe_model(model: BaseModel, path: list[str], lines: list[str]) -> None
         elif value is None:
             lines.append(f"# {name} =   (not set)")
         else:
-            plain = str(value) if isinstance(value, Path) else value
-            lines.append("# " + tomli_w.dumps({name: plain}).strip())
+            lines.append(f"# {_toml_key(name)} = {_toml_inline(plain[name])}")
     for name, section in sections:
-        lines.extend(["", f"[{'.'.join([*path, name])}]"])
+        # Headers stay commented too: an empty table is not always the default (a section
+        # whose default is a configured instance would fall back to the bare model's).
+        lines.extend(["", f"# [{'.'.join([*path, name])}]"])
         _describe_model(section, [*path, name], lines)
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key)
+
+
+def _toml_inline(value: Any) -> str:
+    """One TOML value on one line (inline arrays and tables), from JSON-shaped data."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_inline(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = [f"{_toml_key(str(k))} = {_toml_inline(v)}" for k, v in value.items()
+                 if v is not None]
+        return "{" + ", ".join(items) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
 def _key_manager_for_init(

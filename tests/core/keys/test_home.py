@@ -54,12 +54,22 @@ def test_init_creates_a_private_complete_home(home: Path) -> None:
 
 def test_default_config_is_valid_and_all_defaults(home: Path) -> None:
     text = default_config()
-    assert tomllib.loads(text).keys() <= {"server", "keys", "audit"} | set(
-        Settings.model_fields)
+    assert tomllib.loads(text) == {}  # all commented: defaults, exactly
     init_home(home)
     assert (home / "tsuba.toml").read_text() == text
     assert load_settings(home).redacted() == Settings(home=home).redacted()
     assert "master_key =" not in text and "TSUBA_KEYS__PKCS11_PIN" in text
+
+
+def test_uncommenting_every_default_changes_nothing(home: Path) -> None:
+    lines = default_config().splitlines()
+    active = [line[2:] if line.startswith("# [") or (
+        line.startswith("# ") and " = " in line and "(not set)" not in line) else line
+        for line in lines]
+    assert sum(1 for a, b in zip(lines, active, strict=True) if a != b) > 10
+    home.mkdir()
+    (home / "tsuba.toml").write_text("\n".join(active) + "\n")
+    assert load_settings(home).redacted() == Settings(home=home).redacted()
 
 
 def test_second_init_is_refused_and_changes_nothing(home: Path) -> None:
