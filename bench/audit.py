@@ -301,6 +301,7 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(), "platform": platform.platform(),
             "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+            "load_avg_at_start": os.getloadavg()[0],  # the machine may be shared
         },
         "entry_bytes_avg": sum(map(len, datas)) / len(datas),
         "goals": {"durable_appends_per_s": 20_000, "verified_entries_per_s": 200_000},
