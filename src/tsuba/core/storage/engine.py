@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +14,6 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 from tsuba.core.errors import StorageError
 
@@ -62,16 +63,31 @@ def open_engine(url: str, *, echo: bool = False) -> Engine:
             parent = Path(db).parent
             if not parent.is_dir():
                 raise StorageError(f"database directory {parent} does not exist: run 'tsuba init'")
-        # One connection per thread is cheap with SQLite; NullPool avoids sharing across forks.
-        kwargs["poolclass"] = NullPool
+        # Opening a SQLite connection (with its PRAGMAs) costs about 1.6 ms, so pool them.
+        # A forked child must not reuse its parent's connections: the pool is reset on fork.
+        kwargs["pool_size"] = 8
+        kwargs["max_overflow"] = 32
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+        _reset_pool_on_fork(engine)
     else:
         kwargs["pool_pre_ping"] = True
         engine = create_engine(url, **kwargs)
     check_usable(engine)
     return engine
+
+
+def _reset_pool_on_fork(engine: Engine) -> None:
+    """After fork, drop inherited pooled connections without closing the parent's."""
+    ref = weakref.ref(engine)
+
+    def after_fork() -> None:
+        eng = ref()
+        if eng is not None:
+            eng.dispose(close=False)
+
+    os.register_at_fork(after_in_child=after_fork)
 
 
 def check_usable(engine: Engine) -> None:
