@@ -9,13 +9,23 @@ import typer
 from tsuba.cli.common import Format, FormatOption, HomeOption, emit_json, out
 from tsuba.cli.principal import local_actor
 from tsuba.core.config import home_from_env, load_settings
-from tsuba.core.home import init_home
+from tsuba.core.home import InitResult, init_home
 from tsuba.core.keys.events import key_event
 from tsuba.core.platform import Platform
 
 
 def register(app: typer.Typer) -> None:
     app.command("init")(init)
+
+
+def record_created_keys(result: InitResult) -> None:
+    """Report keys that initialisation made like any other key change: audit, then bus."""
+    if not result.keys_created:
+        return
+    with Platform.open(load_settings(result.home)) as platform:
+        for name in result.keys_created:
+            info = platform.keys.info(name)
+            platform.record(key_event("create", info, actor=local_actor()))
 
 
 def init(
@@ -33,12 +43,7 @@ def init(
     """Create the data directory (0700) with tsuba.toml, master key, keyring and database."""
     target = home if home is not None else home_from_env()
     result = init_home(target, force=force)
-    if result.keys_created:
-        # Report the new keys like any other key change: audit log first, then the bus.
-        with Platform.open(load_settings(target)) as platform:
-            for name in result.keys_created:
-                info = platform.keys.info(name)
-                platform.record(key_event("create", info, actor=local_actor()))
+    record_created_keys(result)
     if fmt is Format.json:
         emit_json(result.to_dict())
         return

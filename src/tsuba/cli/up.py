@@ -10,6 +10,7 @@ import typer
 import uvicorn
 
 from tsuba.cli.common import HomeOption, err, settings
+from tsuba.cli.init import record_created_keys
 from tsuba.core.home import ensure_home
 from tsuba.core.storage import open_engine, upgrade
 from tsuba.core.storage.migrate import require_current
@@ -29,6 +30,7 @@ def up(
     cfg = settings(home)
     result = ensure_home(cfg)
     if result.created:
+        record_created_keys(result)
         err.print(f"initialised data directory {cfg.home.resolve()}", highlight=False)
     engine = open_engine(cfg.sqlalchemy_url)
     if engine.dialect.name == "sqlite":
