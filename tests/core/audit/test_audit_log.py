@@ -190,6 +190,20 @@ def test_without_a_signer_heads_cannot_be_signed(engine: Engine, event) -> None:
     log.close()
 
 
+def test_nothing_is_signed_for_a_proof_that_cannot_exist(audit_log: AuditLog, event) -> None:
+    with pytest.raises(NotFoundError, match="entry 0 is not in a log of 0"):
+        audit_log.export_inclusion(0)
+    audit_log.append(event(0))
+    with pytest.raises(InputError, match="tree size 5"):
+        audit_log.export_inclusion(0, tree_size=5)
+    assert audit_log.signed_tree_heads() == []
+
+
+def test_a_schedule_without_a_key_is_refused(engine: Engine) -> None:
+    with pytest.raises(KeyStoreError, match="no audit signing key"):
+        AuditLog(engine, sth_interval_seconds=1.0)
+
+
 def test_schedule_signs_only_when_the_log_grew(engine: Engine, signer, event) -> None:
     log = AuditLog(engine, signer, sth_interval_seconds=0.05)
     try:

@@ -461,6 +461,8 @@ class AuditLog:
         """Sign tree heads in the background every ``interval_seconds`` while the log grows."""
         if interval_seconds <= 0:
             raise InputError("tree head signing interval must be positive")
+        if self._signer is None:
+            raise KeyStoreError("no audit signing key is configured: tree heads cannot be signed")
         if self._scheduler is not None:
             return
         self._scheduler = threading.Thread(
@@ -486,6 +488,11 @@ class AuditLog:
         is signed now.  A proof at a smaller ``tree_size`` carries the consistency path from
         that size to the head's.
         """
+        size = self.size()
+        if tree_size is not None and tree_size > size:
+            raise InputError(f"tree size {tree_size} is outside 0..{size} (the log's size)")
+        if not 0 <= index < (size if tree_size is None else tree_size):
+            raise NotFoundError(f"entry {index} is not in a log of {tree_size or size} entries")
         sth = self.check_tree_head(self.latest_signed_tree_head())
         want = index + 1 if tree_size is None else max(tree_size, index + 1)
         if sth is None or sth.tree_size < want:
