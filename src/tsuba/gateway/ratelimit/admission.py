@@ -201,7 +201,7 @@ def _refusal(check: Check, state: CheckState, retry_after: float, unit: str) -> 
         return f"{check.describe()}: rate exceeded; {wait}"
     if check.kind is Kind.CONCURRENT:
         return f"{check.describe()}: {state.used} of {check.limit} in flight; {wait}"
-    used = _amount(check, state.used, unit)
+    used = _amount(check, state.used, "")
     limit = _amount(check, check.limit, unit)
     need = _amount(check, check.amount, unit)
     return (
@@ -212,5 +212,5 @@ def _refusal(check: Check, state: CheckState, retry_after: float, unit: str) -> 
 
 def _amount(check: Check, value: int, unit: str) -> str:
     if check.kind.is_spend:
-        return f"{from_nano(value):.6g} {unit}"
+        return f"{from_nano(value):.6g} {unit}".rstrip()
     return str(value)

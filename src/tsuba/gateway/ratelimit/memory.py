@@ -55,6 +55,16 @@ class MemoryLimiter(BaseLimiter):
         self._expiry: list[tuple[float, str]] = []
         self._next_sweep = 0.0
 
+    def counters(self) -> dict[str, tuple[int, int]]:
+        """Every budget window as ``key -> (used, reserved)``, for inspection and tests."""
+        with self._lock:
+            return {k: (w.used, w.reserved) for k, w in self._windows.items()}
+
+    def in_flight(self) -> dict[str, int]:
+        """Concurrency slots taken, by key."""
+        with self._lock:
+            return dict(self._slots)
+
     async def _decide(self, rid: str, checks: Sequence[Check]) -> Verdict:
         with self._lock:
             return self._decide_locked(rid, checks)
