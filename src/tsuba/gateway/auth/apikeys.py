@@ -24,6 +24,7 @@ from tsuba.core.events import EventClass, Outcome, SecurityEvent, Severity
 from tsuba.core.identity.models import Principal
 from tsuba.core.identity.policy import iso
 from tsuba.core.keys import KeyManager
+from tsuba.core.keys.events import key_event
 from tsuba.core.storage.engine import reader
 from tsuba.gateway.auth.keyformat import format_key, is_prefix, new_key
 from tsuba.gateway.auth.pepper import Pepper, secret_hash, signing_secret
@@ -245,9 +246,11 @@ class ApiKeyService:
     def _pepper_version(self) -> int:
         """The pepper's current version, derived now so no key-store call runs inside a
         database transaction."""
-        version = self._pepper.ensure()
-        self._pepper.hash_key(version)
-        return version
+        info, created = self._pepper.ensure()
+        if created and self._emit is not None:
+            self._emit(key_event("create", info, actor=self.actor))
+        self._pepper.hash_key(info.current_version)
+        return info.current_version
 
     def _issue(
         self,

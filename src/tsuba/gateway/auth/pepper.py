@@ -19,7 +19,7 @@ import hmac
 import threading
 
 from tsuba.core.errors import KeyStoreError
-from tsuba.core.keys import KeyKind, KeyManager
+from tsuba.core.keys import KeyInfo, KeyKind, KeyManager
 from tsuba.gateway.auth.keyformat import SECRET_CHARS, base62
 
 _HASH_LABEL = b"tsuba/apikeys/secret-hash/v1"
@@ -59,10 +59,13 @@ class Pepper:
         self._derived: dict[int, tuple[bytes, bytes]] = {}
         self._gone: dict[int, int] = {}  # version -> the newer current version seen
 
-    def ensure(self) -> int:
-        """Create the pepper key if missing; its current version (what new hashes use)."""
-        info = self._keys.create(self.name, KeyKind.HMAC_SHA256, exist_ok=True)
-        return info.current_version
+    def ensure(self) -> tuple[KeyInfo, bool]:
+        """The pepper key (its current version is what new hashes use), and whether it was
+        created now because it was missing."""
+        names = {k.name for k in self._keys.list_keys()}
+        if self.name in names:
+            return self._keys.info(self.name), False
+        return self._keys.create(self.name, KeyKind.HMAC_SHA256, exist_ok=True), True
 
     def hash_key(self, version: int) -> bytes:
         return self._pair(version)[0]
