@@ -16,6 +16,7 @@ import typer
 
 from tsuba.cli.common import Format, FormatOption, HomeOption, emit, emit_json, err, settings
 from tsuba.cli.principal import local_actor
+from tsuba.core.errors import InputError
 from tsuba.core.identity import parse_duration, parse_instant
 from tsuba.core.platform import Platform
 from tsuba.gateway.auth import ApiKeyService, IssuedKey
@@ -49,7 +50,13 @@ def _expiry(text: str) -> datetime | None:
         return None
     if raw[:1].isdigit() and raw[-1:] in "wdhms" and "-" not in raw and ":" not in raw:
         return datetime.now(UTC) + parse_duration(raw)
-    return parse_instant(raw)
+    try:
+        return parse_instant(raw)
+    except InputError:
+        raise InputError(
+            f"invalid --expires {text!r}: use a lifetime like 30d or 12h, an ISO-8601 instant "
+            "with a timezone like 2026-12-31T00:00Z, or 'never'"
+        ) from None
 
 
 def _scopes(text: str) -> list[str]:

@@ -233,7 +233,7 @@ class ApiKeyService:
         with self._read() as s:
             if principal is not None:
                 query = query.where(ApiKey.principal_id == self._principal_id(s, principal))
-            return [_record(row, name) for row, name in s.execute(query).tuples()]
+            return [_record(row, name) for row, name in s.execute(query)]
 
     def revocation_version(self) -> int:
         with self._read() as s:
@@ -317,10 +317,10 @@ class ApiKeyService:
             select(ApiKey, Principal)
             .join(Principal, Principal.id == ApiKey.principal_id)
             .where(ApiKey.prefix == prefix)
-        ).tuples().one_or_none()
+        ).one_or_none()
         if found is None:
             raise NotFoundError(f"API key {prefix} does not exist")
-        return found
+        return found[0], found[1]
 
     @contextmanager
     def _read(self) -> Iterator[Session]:

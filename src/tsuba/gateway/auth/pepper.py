@@ -8,8 +8,11 @@ mint a working key, and a leaked table cannot be checked against candidate keys.
 Why derive instead of calling the key store per request: a Vault or HSM round trip costs
 milliseconds; ``keys.hmac(pepper, label)`` once per process gives a 32-byte key for local
 HMACs (a standard KDF step) and the hot path stays in microseconds.  Each stored hash
-records the pepper version it was made under; rotating the pepper key makes earlier API
-keys unusable (they are refused with that reason), so rotate it only to invalidate them all.
+records the pepper version it was made under.  The key store computes HMACs only with a
+key's current version, so rotating the pepper key retires every API key hashed before:
+processes started afterwards refuse them with that reason, while a running process keeps
+what it derived until it restarts.  Revoke keys to end them everywhere at once; rotate the
+pepper only when it may have leaked, and reissue keys after.
 """
 
 from __future__ import annotations

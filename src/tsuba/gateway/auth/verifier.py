@@ -35,8 +35,9 @@ from tsuba.gateway.context import AuthMethod, Identity
 
 INVALID = "invalid API key: check the key you sent (it looks like tsk_<id>_<secret>)"
 
-_VERSIONS = select(ApiKeyVersion.version, PolicyVersion.version).where(
-    ApiKeyVersion.id == VERSION_ROW, PolicyVersion.id == POLICY_VERSION_ROW
+_VERSIONS = select(
+    select(ApiKeyVersion.version).where(ApiKeyVersion.id == VERSION_ROW).scalar_subquery(),
+    select(PolicyVersion.version).where(PolicyVersion.id == POLICY_VERSION_ROW).scalar_subquery(),
 )
 _LOAD = (
     select(
@@ -210,8 +211,8 @@ class ApiKeyVerifier:
         return self._read_versions()
 
     def _read_versions(self) -> Versions:
-        row = self._conns.run(lambda conn: conn.execute(_VERSIONS).one_or_none())
-        if row is None:
+        row = self._conns.run(lambda conn: conn.execute(_VERSIONS).one())
+        if row[0] is None or row[1] is None:
             raise StorageError(
                 "API key store is not usable: a version row is missing (run 'tsuba db upgrade')"
             )
