@@ -61,8 +61,8 @@ class Harness:
         await self.limiter.aclose()
 
 
-def redis_offset(url: str) -> float:
-    """Offset that puts the Redis server's clock at START."""
+def redis_offset(url: str, at: float = START) -> float:
+    """Offset that puts the Redis server's clock at ``at`` (epoch seconds)."""
     import redis
 
     client = redis.Redis.from_url(url)
@@ -70,7 +70,7 @@ def redis_offset(url: str) -> float:
         sec, usec = client.time()
     finally:
         client.close()
-    return START - (sec + usec / 1e6)
+    return at - (sec + usec / 1e6)
 
 
 def delete_prefix(url: str, prefix: str) -> None:
