@@ -247,8 +247,6 @@ class ModelSettings(_Section):
     routes: list[RouteName] = ["chat", "completions"]
     # Output tokens assumed when a request sets no max_tokens (what a budget reserves).
     default_max_tokens: int = Field(default=1024, ge=1)
-    input_cost_per_1k: float = Field(default=0.0, ge=0)
-    output_cost_per_1k: float = Field(default=0.0, ge=0)
 
 
 class GuardSettings(_Section):

@@ -1,7 +1,10 @@
-"""The ASGI application ``tsuba up`` serves: health, readiness, metrics, audit API."""
+"""The ASGI application ``tsuba up`` serves: inference gateway, health, readiness, metrics,
+audit API."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,9 +19,11 @@ from tsuba.core.config import Settings, load_settings
 from tsuba.core.errors import TsubaError
 from tsuba.core.platform import Platform
 from tsuba.core.storage.migrate import require_current
-from tsuba.gateway import metrics
+from tsuba.gateway import inference, maintenance, metrics
 from tsuba.gateway.audit_api import router as audit_router
+from tsuba.gateway.context import Authenticator, Limiter
 from tsuba.gateway.errors import tsuba_error_handler
+from tsuba.gateway.pipeline import Gateway
 
 
 class MetricsMiddleware:
@@ -48,16 +53,37 @@ class MetricsMiddleware:
             metrics.HTTP_LATENCY.labels(name).observe(time.perf_counter() - start)
 
 
-def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
-    """Build the app; it opens (and closes) a Platform unless one is handed in."""
+def create_app(
+    settings: Settings | None = None,
+    platform: Platform | None = None,
+    *,
+    authenticator: Authenticator | None = None,
+    limiter: Limiter | None = None,
+) -> FastAPI:
+    """Build the app; it opens (and closes) a Platform unless one is handed in.
+
+    The gateway's authenticator and limiter come from settings unless handed in.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = platform is None
         app.state.platform = platform or Platform.open(settings or load_settings(), background=True)
+        chores: asyncio.Task[None] | None = None
         try:
+            app.state.gateway = Gateway(
+                app.state.platform, authenticator=authenticator, limiter=limiter
+            )
+            chores = asyncio.create_task(maintenance.run(app.state.gateway))
             yield
         finally:
+            if chores is not None:
+                chores.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await chores
+            gateway: Gateway | None = getattr(app.state, "gateway", None)
+            if gateway is not None:
+                await gateway.aclose()
             if owned:
                 app.state.platform.close()
 
@@ -70,6 +96,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.add_exception_handler(TsubaError, tsuba_error_handler)
     app.add_middleware(MetricsMiddleware)
     app.include_router(audit_router)
+    app.router.routes.extend(inference.routes())
+    _describe_inference(app)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -108,6 +136,28 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         return Response(body, media_type=content_type)
 
     return app
+
+
+def _describe_inference(app: FastAPI) -> None:
+    """Add the ASGI-level inference routes to the generated OpenAPI document."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            paths, schemas = inference.openapi_paths()
+            schema.setdefault("paths", {}).update(paths)
+            components = schema.setdefault("components", {})
+            components.setdefault("schemas", {}).update(schemas)
+            components.setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "API key (tsk_...) or JWT",
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def app_from_env() -> FastAPI:

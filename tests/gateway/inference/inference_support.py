@@ -1,0 +1,116 @@
+"""Helpers for the inference gateway tests: a uvicorn server in a thread, the gateway's
+configuration for the demo upstream, and a handle on a running gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+
+from tsuba.core.config import Settings
+from tsuba.core.platform import Platform
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerThread:
+    """An ASGI app served by uvicorn in a thread (a real HTTP server on a free port)."""
+
+    def __init__(self, app: Any, port: int | None = None, **config: Any) -> None:
+        self.port = port or free_port()
+        cfg = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                             lifespan="on", **config)
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve())
+        except BaseException as exc:  # surfaced by start()
+            self.error = exc
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if self.error is not None or not self.thread.is_alive():
+                raise RuntimeError(f"server did not start: {self.error!r}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start within 30 s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def gateway_config(upstream_url: str, **extra: Any) -> dict[str, Any]:
+    host = upstream_url.split("//", 1)[1].split("/", 1)[0]
+    cfg: dict[str, Any] = {
+        "upstreams": {"demo": {"base_url": upstream_url, "timeout_seconds": 10}},
+        "models": {
+            "demo": {"upstream": "demo", "routes": ["chat", "completions", "embeddings"]},
+            "demo-restricted": {"upstream": "demo"},
+            "tabular": {"upstream": "demo", "routes": ["predict"]},
+        },
+        "allowed_upstream_hosts": [host],
+    }
+    cfg.update(extra)
+    return cfg
+
+
+@dataclass
+class Stack:
+    """A running gateway and what the tests need to talk to it."""
+
+    url: str
+    settings: Settings
+    platform: Platform
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+    def headers(self, principal: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.keys[principal]}"}
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        log = self.platform.audit
+        return [e.event().to_dict() for e in log.entries(0, log.size())]
+
+    def events_for(self, correlation_id: str) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + 5
+        while True:
+            found = [e for e in self.audit_events() if e.get("correlation_id") == correlation_id]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+
+StackFactory = Callable[..., Stack]
+
+
+def post(stack: Stack, path: str, body: Any, principal: str | None = "alice",
+         **kwargs: Any) -> httpx.Response:
+    headers = stack.headers(principal) if principal else {}
+    headers.update(kwargs.pop("headers", {}))
+    return httpx.post(stack.v1 + path, json=body, headers=headers, timeout=30, **kwargs)
