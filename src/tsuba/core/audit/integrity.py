@@ -158,7 +158,10 @@ def _check_entries(  # noqa: PLR0911, PLR0912 -- one flat loop is what makes it 
                     i, f"entry {i} lies beyond the recorded tree size {head_size}: "
                     "it was added outside the log"
                 )
-            lh = sha(b"\x00" + data).digest()
+            try:
+                lh = sha(b"\x00" + data).digest()
+            except TypeError:  # zero-cost unless raised: a value of another type was stored
+                return bad(i, "entry is not stored as bytes: the row was modified")
             if lh != leaf:
                 return bad(i, "entry bytes do not match their leaf hash: the entry was modified")
             chain = sha(b"\x02" + chain + lh).digest()
