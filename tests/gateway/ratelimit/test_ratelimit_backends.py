@@ -402,3 +402,15 @@ def test_admission_headers_follow_the_draft(make) -> None:
         await h.close()
 
     run(scenario())
+
+
+def test_no_limits_at_all_admits_without_a_round_trip(make) -> None:
+    h = make(settings())
+
+    async def scenario() -> None:
+        admission = await h.limiter.admit(req(10**9))
+        assert dict(admission.headers) == {}
+        await admission.settle(10**9)
+        await h.close()
+
+    run(scenario())

@@ -100,6 +100,8 @@ class Reservation:
         if self._done:
             return
         self._done = True
+        if not self._held:
+            return
         spend = self._limiter.policy.settled_spend(self.plan, actual_tokens, actual_cost)
         actuals = [
             spend if check.kind.is_spend else actual_tokens if check.kind.window else 0
@@ -112,7 +114,8 @@ class Reservation:
         if self._done:
             return
         self._done = True
-        await self._limiter._finish(self.id, self._held, [0] * len(self._held))
+        if self._held:
+            await self._limiter._finish(self.id, self._held, [0] * len(self._held))
 
 
 class BaseLimiter(abc.ABC):
@@ -127,6 +130,10 @@ class BaseLimiter(abc.ABC):
         plan = self.policy.plan(request)
         _refuse_impossible(plan, self.policy.spend_unit, time.time())
         rid = uuid.uuid4().hex
+        if not plan.checks:  # nothing limits this request: no round trip
+            verdict = Verdict(True, (), time.time())
+            return Reservation(self, rid=rid, request=request, plan=plan, verdict=verdict,
+                               headers={})
         verdict = await self._decide(rid, plan.checks)
         if not verdict.admitted:
             check = plan.checks[verdict.refused]

@@ -71,25 +71,28 @@ class RedisLimiter(BaseLimiter):
 
     async def _decide(self, rid: str, checks: Sequence[Check]) -> Verdict:
         keys = [self._records, self._expiry]
-        args: list[str | int] = [rid, self._timeout_us, str(round(self.time_offset * _US))]
+        specs: list[str] = []
         for check in checks:
             keys.append(self.prefix + check.key)
             if check.kind is Kind.REQUESTS:
-                args += ["g", check.burst, 1, repr(check.emission * _US)]
+                specs.append(f"g {check.burst} 1 {check.emission * _US!r}")
             elif check.kind is Kind.CONCURRENT:
-                args += ["c", check.limit, 1, 0]
+                specs.append(f"c {check.limit} 1 0")
             else:
                 window = check.kind.window
                 assert window is not None
-                args += [_WINDOW_CODE[window], check.limit, check.amount, 0]
-        reply = await self._call(self._admit, keys, args)
+                specs.append(f"{_WINDOW_CODE[window]} {check.limit} {check.amount} 0")
+        offset = str(round(self.time_offset * _US))
+        reply = await self._call(
+            self._admit, keys, [rid, self._timeout_us, offset, "\n".join(specs)]
+        )
         admitted, refused, retry, now = (int(v) for v in reply[:4])
+        lines = reply[4].decode().split("\n") if checks else []
         states: list[CheckState] = []
         handles: list[str] = []
-        for check, index in zip(checks, range(4, len(reply), 4), strict=True):
-            left, reset, used, key = reply[index : index + 4]
+        for check, line in zip(checks, lines, strict=True):
+            left, reset, used, key = line.split(" ", 3)
             states.append(CheckState(int(left), int(reset) / _US, int(used)))
-            key = key.decode() if isinstance(key, bytes) else str(key)
             handles.append("" if check.kind is Kind.REQUESTS else key)
         if not admitted:
             return Verdict(False, tuple(states), now / _US, refused - 1, retry / _US)

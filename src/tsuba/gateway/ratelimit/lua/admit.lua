@@ -4,13 +4,14 @@
 -- KEYS[2]  zset  reservation id scored by its expiry (microseconds)
 -- KEYS[2+i] base key of check i (budgets append ":<window id>")
 -- ARGV[1] reservation id   ARGV[2] timeout (us)   ARGV[3] clock offset (us, tests only)
--- ARGV[4 + 4(i-1) ..]  per check: kind, limit, amount, param
+-- ARGV[4]  the checks, one line each, in KEYS order: "kind limit amount param"
 --   "g"  GCRA request rate: limit = burst, param = emission interval (us)
 --   "m", "d", "M"  budget in the current UTC minute, day or month
 --   "c"  concurrency slots
 -- Time is the Redis server's, so gateways on different machines share one clock.
--- Returns {admitted, refused index (1-based, 0 if none), retry (us), now (us),
---          then per check: remaining, reset (us), used, key}
+-- Returns {admitted, refused index (1-based, 0 if none), retry (us), now (us), states}
+-- where states has one line per check: "remaining reset(us) used key" (one string, so the
+-- client parses one reply element instead of four per check).
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[3])
@@ -91,13 +92,16 @@ end
 
 -- 2. evaluate every check without writing
 local n = #KEYS - 2
+local specs = {}
+for kind, limit, amount, param in string.gmatch(ARGV[4], '(%a) (%d+) (%d+) ([%d.e+-]+)') do
+  specs[#specs + 1] = {kind, tonumber(limit), tonumber(amount), tonumber(param)}
+end
+if #specs ~= n then return redis.error_reply('admit: ' .. n .. ' keys but ' .. #specs .. ' checks') end
 local plan = {}
 local out = {}
 local refused, retry = 0, 0
 for i = 1, n do
-  local base = 4 + (i - 1) * 4
-  local kind, limit, amount, param = ARGV[base], tonumber(ARGV[base + 1]),
-    tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+  local kind, limit, amount, param = specs[i][1], specs[i][2], specs[i][3], specs[i][4]
   local key = KEYS[2 + i]
   local ok, left, reset, used, wait, value = true, 0, 0, 0, 0, 0
   if kind == 'g' then
@@ -129,14 +133,12 @@ for i = 1, n do
   end
   if not ok and (refused == 0 or wait > retry) then refused, retry = i, wait end
   plan[i] = {kind, key, amount, value}
-  out[#out + 1] = left
-  out[#out + 1] = math.ceil(reset)
-  out[#out + 1] = used
-  out[#out + 1] = key
+  out[i] = string.format('%.0f %.0f %.0f %s', left, math.ceil(reset), used, key)
 end
+local states = table.concat(out, '\n')
 
 if refused > 0 then
-  return {0, refused, math.ceil(retry), now, unpack(out)}
+  return {0, refused, math.ceil(retry), now, states}
 end
 
 -- 3. reserve on every check
@@ -144,7 +146,7 @@ local rec = {w = {}, c = {}}
 for i = 1, n do
   local kind, key, amount, value = plan[i][1], plan[i][2], plan[i][3], plan[i][4]
   if kind == 'g' then
-    redis.call('SET', key, string.format('%.3f', value), 'PX',
+    redis.call('SET', key, string.format('%.17g', value), 'PX',
       math.ceil((value - now) / 1000) + 1000)
   elseif kind == 'c' then
     redis.call('INCR', key)
@@ -160,4 +162,4 @@ if #rec.w > 0 or #rec.c > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
   redis.call('ZADD', KEYS[2], now + timeout, ARGV[1])
 end
-return {1, 0, 0, now, unpack(out)}
+return {1, 0, 0, now, states}
