@@ -32,6 +32,7 @@ _MODULES: list[tuple[str, str | None]] = [
     ("authz", "authz"),
     ("audit", "audit"),
     ("keys", "keys"),
+    ("model", "model"),
     ("apikeys", "apikeys"),
 ]
 

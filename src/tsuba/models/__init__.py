@@ -1,0 +1,1 @@
+"""Model supply chain: scanning model files, signing and verification, registry, protection."""
