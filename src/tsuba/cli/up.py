@@ -9,11 +9,20 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from tsuba.cli.common import HomeOption, err, settings
+from tsuba.cli.common import HomeOption, err, out, settings
 from tsuba.cli.init import record_created_keys
+from tsuba.core.config import load_settings
 from tsuba.core.home import ensure_home
+from tsuba.core.platform import Platform
 from tsuba.core.storage import open_engine, upgrade
 from tsuba.core.storage.migrate import require_current
+from tsuba.gateway.demo import (
+    DemoServer,
+    demo_environment,
+    demo_instructions,
+    ensure_demo_principal,
+)
+from tsuba.gateway.serving import PROTOCOL
 
 
 def register(app: typer.Typer) -> None:
@@ -25,8 +34,16 @@ def up(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes.")] = None,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Also start a built-in DEMO upstream (models 'demo', 'demo-restricted') and "
+            "print an API key of principal 'demo' to try the gateway with.",
+        ),
+    ] = False,
 ) -> None:
-    """Start the server (health, readiness, /metrics, audit API)."""
+    """Start the server: inference gateway, health, readiness, /metrics, audit API."""
     cfg = settings(home)
     result = ensure_home(cfg)
     if result.created:
@@ -40,6 +57,15 @@ def up(
     engine.dispose()
 
     os.environ["TSUBA_HOME"] = str(cfg.home.resolve())
+    demo_server = _start_demo() if demo else None
+    if demo:
+        cfg = load_settings(cfg.home)  # now with the demo upstream, models and limits
+    if cfg.audit.durability == "async":
+        err.print(
+            "audit.durability is 'async': a request's audit record is committed just after "
+            "its response, and is lost if the process dies in between",
+            highlight=False,
+        )
     n_workers = workers or cfg.server.workers
     if n_workers > 1:
         prom_dir = cfg.home.resolve() / "run" / "prometheus"
@@ -48,17 +74,41 @@ def up(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
     bind_host = host or cfg.server.host
     bind_port = port or cfg.server.port
+    base_url = f"http://{_url_host(_client_host(bind_host))}:{bind_port}"
+    if demo:
+        with Platform.open(cfg) as platform:
+            access = ensure_demo_principal(platform)
+        out.print(demo_instructions(base_url, access.key), highlight=False, markup=False)
     err.print(f"tsuba serving on http://{_url_host(bind_host)}:{bind_port}", highlight=False)
-    uvicorn.run(
-        "tsuba.gateway.app:app_from_env",
-        factory=True,
-        host=bind_host,
-        port=bind_port,
-        workers=n_workers,
-        log_level=cfg.log_level,
-        timeout_keep_alive=5,
-        server_header=False,
+    try:
+        uvicorn.run(
+            "tsuba.gateway.app:app_from_env",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=n_workers,
+            log_level=cfg.log_level,
+            timeout_keep_alive=5,
+            server_header=False,
+            http=PROTOCOL,
+        )
+    finally:
+        if demo_server is not None:
+            demo_server.stop()
+
+
+def _start_demo() -> DemoServer:
+    server = DemoServer().start()
+    os.environ.update(demo_environment(server.port))
+    err.print(
+        f"DEMO upstream (canned answers, not a model) on http://127.0.0.1:{server.port}/v1",
+        highlight=False,
     )
+    return server
+
+
+def _client_host(host: str) -> str:
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - a lookup
 
 
 def _url_host(host: str) -> str:

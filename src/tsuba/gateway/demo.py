@@ -13,12 +13,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import socket
 import struct
+import threading
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from starlette.types import Receive, Scope, Send
+
+from tsuba.core.errors import TsubaError
+from tsuba.core.identity import IdentityService
+from tsuba.core.keys.files import atomic_write
+from tsuba.core.platform import Platform
 
 DEMO_MODELS = ("demo", "demo-restricted")
 BANNER = "tsuba DEMO upstream: canned answers for trying the gateway, not a model"
@@ -232,6 +241,137 @@ async def _json(send: Send, status: int, payload: Any) -> None:
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+# -- tsuba up --demo ---------------------------------------------------------------------------
+
+DEMO_PRINCIPAL = "demo"
+DEMO_ROLE = "demo-model-user"
+DEMO_KEY_FILE = "demo-api-key"
+DEMO_REQUESTS_PER_MINUTE = 20
+
+
+def demo_environment(port: int) -> dict[str, str]:
+    """TSUBA_* variables that point the gateway at the demo upstream (workers inherit them).
+
+    Nothing is written to tsuba.toml: without ``--demo`` the gateway is as configured.
+    """
+    host = f"127.0.0.1:{port}"
+    models = {
+        "demo": {"upstream": "demo", "routes": ["chat", "completions", "embeddings"]},
+        "demo-restricted": {"upstream": "demo", "routes": ["chat", "completions"]},
+    }
+    limit = {"requests": DEMO_REQUESTS_PER_MINUTE, "interval_seconds": 60}
+    return {
+        "TSUBA_GATEWAY__UPSTREAMS": orjson.dumps(
+            {"demo": {"base_url": f"http://{host}/v1", "timeout_seconds": 30}}
+        ).decode(),
+        "TSUBA_GATEWAY__MODELS": orjson.dumps(models).decode(),
+        "TSUBA_GATEWAY__ALLOWED_UPSTREAM_HOSTS": orjson.dumps([host]).decode(),
+        "TSUBA_GATEWAY__LIMITS__PRINCIPALS": orjson.dumps({DEMO_PRINCIPAL: limit}).decode(),
+    }
+
+
+@dataclass(frozen=True)
+class DemoAccess:
+    key: str
+    created: bool  # a new key (the principal may have existed before)
+
+
+def ensure_demo_principal(platform: Platform) -> DemoAccess:
+    """Create (once) the principal ``demo``, allowed ``model:invoke`` on ``model/demo`` only,
+    and an API key for it, kept in the data directory so later starts show the same key.
+    """
+    from tsuba.gateway.auth import ApiKeyService  # noqa: PLC0415 - only the demo needs it
+    from tsuba.gateway.auth.keyformat import parse_key  # noqa: PLC0415
+
+    with IdentityService(platform.engine, emit=platform.record, actor="tsuba-demo") as ids:
+        if DEMO_PRINCIPAL not in {p.name for p in ids.list_principals()}:
+            ids.create_principal(DEMO_PRINCIPAL, "user", display_name="tsuba demo user")
+        if DEMO_ROLE not in {r.name for r in ids.list_roles()}:
+            ids.create_role(DEMO_ROLE, description="may invoke the demo model only")
+            ids.add_permission(DEMO_ROLE, "model:invoke", "model/demo")
+        if not any(b.role == DEMO_ROLE for b in ids.list_bindings(principal=DEMO_PRINCIPAL)):
+            ids.bind(DEMO_ROLE, DEMO_PRINCIPAL)
+    service = ApiKeyService(platform.engine, platform.keys, emit=platform.record,
+                            actor="tsuba-demo")
+    path = platform.settings.path(DEMO_KEY_FILE)
+    if path.exists():
+        key = path.read_text().strip()
+        parsed = parse_key(key)
+        if parsed is not None:
+            try:
+                record = service.get(parsed.prefix)
+            except TsubaError:
+                record = None
+            if record is not None and record.state(datetime.now(UTC)).value in (
+                "active", "rotating"
+            ):
+                return DemoAccess(key, created=False)
+    issued = service.create(DEMO_PRINCIPAL, description="tsuba up --demo")
+    atomic_write(path, issued.key.encode() + b"\n")
+    return DemoAccess(issued.key, created=True)
+
+
+def demo_instructions(base_url: str, key: str) -> str:
+    """What ``tsuba up --demo`` prints: the key, a curl line and an openai SDK snippet."""
+    return f"""
+  DEMO MODE: a built-in demo upstream answers for models 'demo' and 'demo-restricted'
+  (canned answers, not a real model). Principal 'demo' may use 'demo' only,
+  {DEMO_REQUESTS_PER_MINUTE} requests a minute.
+
+  API key of principal 'demo':  {key}
+
+  curl {base_url}/v1/chat/completions \\
+    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+    -d '{{"model": "demo", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+  python - <<'PY'
+  from openai import OpenAI
+  client = OpenAI(base_url="{base_url}/v1", api_key="{key}")
+  reply = client.chat.completions.create(
+      model="demo", messages=[{{"role": "user", "content": "Hello"}}])
+  print(reply.choices[0].message.content)
+  PY
+
+  Then: no key -> 401, model 'demo-restricted' -> 403, past the limit -> 429;
+  see each decision with 'tsuba audit tail'.
+"""
+
+
+class DemoServer:
+    """The demo upstream served by uvicorn in a daemon thread of ``tsuba up``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        import uvicorn  # noqa: PLC0415
+
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.port = int(self.sock.getsockname()[1])
+        config = uvicorn.Config(DemoUpstream(), log_level="warning", server_header=False,
+                                lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, name="tsuba-demo-upstream",
+                                       daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve(sockets=[self.sock]))
+
+    def start(self) -> DemoServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and self.thread.is_alive():
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        if not self.server.started:
+            raise TsubaError("the demo upstream did not start")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
 
 
 def main(argv: list[str] | None = None) -> None:
