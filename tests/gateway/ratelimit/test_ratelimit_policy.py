@@ -287,3 +287,42 @@ def test_an_unreachable_redis_refuses_requests() -> None:
             await limiter.aclose()
 
     asyncio.run(attempt())
+
+
+def test_each_redis_decision_is_exactly_one_script_call(redis_url, prefix) -> None:
+    from redis.asyncio import Redis
+
+    class Counting(Redis):  # the real client, recording each command it sends
+        sent: list[str]
+
+        async def execute_command(self, *args, **options):  # type: ignore[no-untyped-def]
+            self.sent.append(str(args[0]))
+            return await super().execute_command(*args, **options)
+
+    async def scenario() -> list[list[str]]:
+        client = Counting.from_url(redis_url)
+        client.sent = []
+        limiter = RedisLimiter(limits(
+            total={"concurrent": 10},
+            principal_defaults={"requests": 10, "tokens_per_minute": 2000,
+                                "tokens_per_day": 5000, "spend_per_month": 1.0,
+                                "concurrent": 2},
+            prices={"demo": {"input_per_million": 1, "output_per_million": 1}},
+        ), client=client, key_prefix=prefix)
+        calls = []
+        for step in ("admit", "settle", "admit", "release", "refused"):
+            client.sent.clear()
+            if step == "admit":
+                admission = await limiter.admit(LimitRequest("alice", "demo", 600))
+            elif step == "settle":
+                await admission.settle(500)
+            elif step == "release":
+                await admission.release()
+            else:
+                with pytest.raises(LimitExceeded):
+                    await limiter.admit(LimitRequest("alice", "demo", 1600))
+            calls.append(list(client.sent))
+        await limiter.aclose()
+        return calls
+
+    assert run(scenario()) == [["EVALSHA"]] * 5

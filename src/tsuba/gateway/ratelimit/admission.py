@@ -128,10 +128,10 @@ class BaseLimiter(abc.ABC):
 
     async def admit(self, request: LimitRequest) -> Reservation:
         plan = self.policy.plan(request)
-        _refuse_impossible(plan, self.policy.spend_unit, time.time())
+        _refuse_impossible(plan, self.policy.spend_unit, self.now())
         rid = uuid.uuid4().hex
         if not plan.checks:  # nothing limits this request: no round trip
-            verdict = Verdict(True, (), time.time())
+            verdict = Verdict(True, (), self.now())
             return Reservation(self, rid=rid, request=request, plan=plan, verdict=verdict,
                                headers={})
         verdict = await self._decide(rid, plan.checks)
@@ -151,6 +151,10 @@ class BaseLimiter(abc.ABC):
         return Reservation(
             self, rid=rid, request=request, plan=plan, verdict=verdict, headers=headers
         )
+
+    def now(self) -> float:
+        """This limiter's idea of the time (epoch seconds), for messages and headers."""
+        return time.time()
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
         """What a call cost at the configured price (for estimates and ``settle``)."""

@@ -55,6 +55,9 @@ class MemoryLimiter(BaseLimiter):
         self._expiry: list[tuple[float, str]] = []
         self._next_sweep = 0.0
 
+    def now(self) -> float:
+        return self._clock()
+
     def counters(self) -> dict[str, tuple[int, int]]:
         """Every budget window as ``key -> (used, reserved)``, for inspection and tests."""
         with self._lock:

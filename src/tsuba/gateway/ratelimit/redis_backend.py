@@ -11,6 +11,7 @@ the gateways' own clocks never matter.  When Redis cannot be reached the request
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -65,6 +66,9 @@ class RedisLimiter(BaseLimiter):
         self._admit = client.register_script(ADMIT_LUA)
         self._finish_script = client.register_script(FINISH_LUA)
         self._timeout_us = str(round(self.timeout * _US))
+
+    def now(self) -> float:
+        return time.time() + self.time_offset
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -13,6 +13,9 @@
 -- where states has one line per check: "remaining reset(us) used key" (one string, so the
 -- client parses one reply element instead of four per check).
 
+-- Redis before 5 replicates scripts verbatim and refuses writes after TIME without this;
+-- from Redis 5 on it is the default and the call is a no-op.
+if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[3])
 local timeout = tonumber(ARGV[2])
@@ -96,7 +99,9 @@ local specs = {}
 for kind, limit, amount, param in string.gmatch(ARGV[4], '(%a) (%d+) (%d+) ([%d.e+-]+)') do
   specs[#specs + 1] = {kind, tonumber(limit), tonumber(amount), tonumber(param)}
 end
-if #specs ~= n then return redis.error_reply('admit: ' .. n .. ' keys but ' .. #specs .. ' checks') end
+if #specs ~= n then
+  return redis.error_reply('admit: ' .. n .. ' keys but ' .. #specs .. ' checks')
+end
 local plan = {}
 local out = {}
 local refused, retry = 0, 0
