@@ -211,8 +211,8 @@ class ApiKeyVerifier:
         return self._read_versions()
 
     def _read_versions(self) -> Versions:
-        row = self._conns.run(lambda conn: conn.execute(_VERSIONS).one())
-        if row[0] is None or row[1] is None:
+        row = self._conns.first_row(_VERSIONS)
+        if row is None or row[0] is None or row[1] is None:
             raise StorageError(
                 "API key store is not usable: a version row is missing (run 'tsuba db upgrade')"
             )
