@@ -225,7 +225,10 @@ def bench_jwt(n: int, repeats: int) -> dict[str, Any]:
                 jwt.decode(token, public, algorithms=[alg], audience="gw", issuer=ISSUER)
 
         tsuba()  # fetch the JWKS once
-        out[alg] = {"tsuba": per_request(tsuba, n, repeats), "bare_pyjwt": per_request(bare, n, repeats)}
+        out[alg] = {
+            "tsuba": per_request(tsuba, n, repeats),
+            "bare_pyjwt": per_request(bare, n, repeats),
+        }
     return out
 
 

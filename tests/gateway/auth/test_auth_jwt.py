@@ -15,6 +15,8 @@ import pytest
 from auth_support import run
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jwks_server import Issuer as FakeIssuer
 from jwks_server import serve_issuer
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
@@ -290,3 +292,30 @@ def test_unreachable_jwks_fails_closed(rsa_key: rsa.RSAPrivateKey) -> None:
         authn = JwtAuthenticator([_settings(idp)], JwksCache(min_refetch=0))
         failure = refused(authn, token(rsa_key, "RS256", "rsa1", claims(idp)))
         assert "could not be fetched" in failure.message
+
+
+_json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    raw=st.text(max_size=80),
+    header=st.fixed_dictionaries(
+        {"alg": st.sampled_from(["RS256", "ES256", "EdDSA", "none", "HS256"]) | _json_scalars},
+        optional={"kid": st.sampled_from(["rsa1", "ec1", "ed1"]) | _json_scalars},
+    ),
+    payload=st.dictionaries(st.sampled_from(["iss", "aud", "sub", "exp", "nbf"]), _json_scalars),
+    signature=st.binary(max_size=300),
+    same_issuer=st.booleans(),
+)
+def test_arbitrary_tokens_are_refused_cleanly(
+    authn: JwtAuthenticator, idp: FakeIssuer, raw: str, header: dict[str, Any],
+    payload: dict[str, Any], signature: bytes, same_issuer: bool,
+) -> None:
+    if same_issuer:
+        payload = {**payload, "iss": idp.url}
+    forged = handmade(header, payload, lambda _data: signature)
+    for text in (raw, forged):
+        with pytest.raises(AuthFailure):
+            run(authn.verify(text))

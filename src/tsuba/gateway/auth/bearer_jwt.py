@@ -9,6 +9,9 @@ an RSA key can never be used as an HMAC secret); then signature, ``exp`` (requir
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +32,28 @@ MAX_TOKEN_CHARS = 16_384
 
 def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2 and token.startswith("eyJ")
+
+
+def _segment(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"undecodable segment: {type(exc).__name__}") from exc
+    if not isinstance(data, dict):
+        raise ValueError("segment is not a JSON object")
+    return data
+
+
+def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims before verification, only to pick the issuer, algorithm and key.
+
+    ``jwt.decode`` later parses the same token strictly and checks all of it again; peeking
+    this way spares two strict parses per request.
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("not three dot-separated segments")
+    return _segment(parts[0]), _segment(parts[1])
 
 
 def _scopes(value: object) -> frozenset[str]:
@@ -58,9 +83,8 @@ class JwtAuthenticator:
         if len(token) > MAX_TOKEN_CHARS:
             raise _fail(INVALID_TOKEN, f"token longer than {MAX_TOKEN_CHARS} characters")
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt_errors.PyJWTError as exc:
+            header, unverified = _peek(token)
+        except ValueError as exc:
             raise _fail(INVALID_TOKEN + ": malformed JWT", f"malformed JWT: {exc}") from exc
         iss = unverified.get("iss")
         issuer = self._issuers.get(iss) if isinstance(iss, str) else None
@@ -136,6 +160,8 @@ class JwtAuthenticator:
                 INVALID_TOKEN, f"signature does not verify (kid {kid!r})",
                 severity=Severity.MEDIUM,
             ) from exc
+        except jwt_errors.DecodeError as exc:  # after InvalidSignatureError, its subclass
+            raise _fail(INVALID_TOKEN + ": malformed JWT", f"malformed JWT: {exc}") from exc
         except jwt_errors.PyJWTError as exc:
             raise _fail(INVALID_TOKEN, f"rejected: {type(exc).__name__}: {exc}") from exc
         return claims
