@@ -51,6 +51,7 @@ def make_stack(
         upstream_url: str | None = None,
         authenticator: Any = None,
         limiter: Any = None,
+        **server: Any,
     ) -> Stack:
         gw = gateway_config(upstream_url or demo_upstream, **(gateway or {}))
         if limits is not None:
@@ -76,9 +77,11 @@ def make_stack(
         for name in ("alice", "bob", "carol"):
             keys[name], _record = create_api_key(platform.engine, name, keys=platform.keys)
         app = create_app(settings, platform, authenticator=authenticator, limiter=limiter)
-        server = ServerThread(app).start()
-        started.append((server, platform))
-        return Stack(server.url, settings, platform, keys)
+        thread = ServerThread(app, **server).start()
+        started.append((thread, platform))
+        stack = Stack(thread.url, settings, platform, keys)
+        stack.port = thread.port
+        return stack
 
     yield build
     for server, platform in reversed(started):

@@ -85,6 +85,7 @@ class Stack:
     settings: Settings
     platform: Platform
     keys: dict[str, str] = field(default_factory=dict)
+    port: int = 0
 
     @property
     def v1(self) -> str:
@@ -114,3 +115,67 @@ def post(stack: Stack, path: str, body: Any, principal: str | None = "alice",
     headers = stack.headers(principal) if principal else {}
     headers.update(kwargs.pop("headers", {}))
     return httpx.post(stack.v1 + path, json=body, headers=headers, timeout=30, **kwargs)
+
+
+class ScriptedUpstream:
+    """An upstream whose answers the test sets: ``(status, body bytes)`` per request.
+
+    It records every request it receives (path, headers, body), so tests can check what
+    the gateway sent, and what it did not (the client's own credentials).
+    """
+
+    def __init__(self) -> None:
+        self.replies: list[tuple[int, bytes]] = []
+        self.default: tuple[int, bytes] = (500, b'{"error": {"message": "no reply set"}}')
+        self.seen: list[dict[str, Any]] = []
+        self.hang = 0.0  # seconds to stall before answering
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.seen.append({
+            "path": scope["path"],
+            "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
+            "body": body,
+        })
+        if self.hang:
+            await asyncio.sleep(self.hang)
+        status, payload = self.replies.pop(0) if self.replies else self.default
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def chat_body(text: str = "hello", model: str = "demo", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+def raw_http(port: int, data: bytes, *, wait: float = 0.0, read_timeout: float = 5.0) -> bytes:
+    """Send raw bytes on a fresh connection, optionally pause, and read until close."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(data)
+        if wait:
+            time.sleep(wait)
+        sock.settimeout(read_timeout)
+        chunks = []
+        try:
+            while True:
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                chunks.append(piece)
+        except TimeoutError:
+            pass
+        return b"".join(chunks)
