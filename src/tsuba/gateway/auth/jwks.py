@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,10 +62,12 @@ class _IssuerKeys:
     attempted_at: float = float("-inf")
     attempts: int = 0
     prepared: dict[tuple[str | None, str], PyJWK] = field(default_factory=dict)
-    locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
 
     def lock(self) -> asyncio.Lock:
-        loop = id(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         found = self.locks.get(loop)
         if found is None:
             found = self.locks[loop] = asyncio.Lock()

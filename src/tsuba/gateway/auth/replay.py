@@ -12,6 +12,7 @@ import asyncio
 import heapq
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -76,7 +77,10 @@ class RedisReplayCache:
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._clients: dict[int, Any] = {}
+        # One client per event loop: a client's connections belong to the loop that made them.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _client(self) -> Any:
         try:
@@ -85,7 +89,7 @@ class RedisReplayCache:
             raise ConfigError(
                 "the redis replay cache needs the redis package: pip install 'tsuba[redis]'"
             ) from exc
-        loop = id(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
             client = aioredis.Redis.from_url(self._url, socket_timeout=2, socket_connect_timeout=2)
@@ -107,6 +111,6 @@ class RedisReplayCache:
         return bool(created)
 
     async def aclose(self) -> None:
-        client = self._clients.pop(id(asyncio.get_running_loop()), None)
+        client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
