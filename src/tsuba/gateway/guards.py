@@ -133,8 +133,11 @@ class ContentBlocked(InputError):
     def __init__(self, stage: Stage, findings: Sequence[Finding]) -> None:
         blocking = [f for f in findings if f.verdict is Verdict.BLOCK]
         first = blocking[0] if blocking else findings[0]
-        where = "request" if stage == "input" else "response"
-        super().__init__(f"the {where} was blocked by guard '{first.guard}': {first.reason}")
+        if stage == "input":
+            message = f"the request was blocked by guard '{first.guard}': {first.reason}"
+        else:  # the reason may quote the response, which the client must not see
+            message = f"the response was blocked by guard '{first.guard}'"
+        super().__init__(message)
         self.code = f"{stage}_blocked"
         self.stage = stage
         self.findings = tuple(findings)
