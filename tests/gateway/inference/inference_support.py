@@ -179,3 +179,16 @@ def raw_http(port: int, data: bytes, *, wait: float = 0.0, read_timeout: float =
         except TimeoutError:
             pass
         return b"".join(chunks)
+
+
+def sse_text(body: str) -> str:
+    """The text of a chat completion stream, joined from its data events."""
+    import json
+
+    out = []
+    for line in body.splitlines():
+        if line.startswith("data: ") and line != "data: [DONE]":
+            chunk = json.loads(line[6:])
+            for choice in chunk.get("choices") or []:
+                out.append((choice.get("delta") or {}).get("content") or choice.get("text") or "")
+    return "".join(out)
