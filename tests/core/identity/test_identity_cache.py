@@ -199,7 +199,7 @@ def test_forked_child_uses_its_own_connections(admin: IdentityService, engine: E
 
     admin.bind("reader", "alice")
     assert admin.authorize("alice", "model:invoke", "model/demo").allowed  # holds a connection
-    parents = {id(c) for c in admin.authorizer._idle}
+    parents = {id(c) for c in admin.authorizer._conns._idle}
     assert parents
     pid = os.fork()
     if pid == 0:  # child: SQLAlchemy's documented fork practice, then check
@@ -207,7 +207,7 @@ def test_forked_child_uses_its_own_connections(admin: IdentityService, engine: E
         try:
             engine.dispose(close=False)
             ok = admin.authorize("alice", "model:invoke", "model/demo").allowed
-            reused = any(id(c) in parents for c in admin.authorizer._idle)
+            reused = any(id(c) in parents for c in admin.authorizer._conns._idle)
             code = 4 if reused else 0 if ok else 3
         finally:
             os._exit(code)

@@ -50,11 +50,11 @@ from tsuba.core.errors import (
     IntegrityError,
     KeyStoreError,
     NotFoundError,
-    StorageError,
     TsubaError,
 )
 from tsuba.core.events import SecurityEvent
 from tsuba.core.storage import reader
+from tsuba.core.storage.engine import storage_error
 
 log = logging.getLogger("tsuba.audit")
 
@@ -98,9 +98,6 @@ class LogEntry:
         return SecurityEvent.from_json(self.data)
 
 
-def _storage_error(exc: DBAPIError) -> StorageError:
-    first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else repr(exc)
-    return StorageError(f"audit log storage error: {first}")
 
 
 def _lookup(nodes: dict[tuple[int, int], bytes]) -> merkle.NodeLookup:
@@ -175,7 +172,7 @@ class AuditLog:
             with self._engine.begin() as conn:
                 return self._write_locked(conn, datas)
         except (OperationalError, DBAPIError) as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "audit log storage") from exc
 
     def _write_grouped(self, datas: list[bytes]) -> list[Receipt]:
         """The writer thread's commit: it keeps one connection, saving a connect per batch."""
@@ -183,14 +180,14 @@ class AuditLog:
             try:
                 self._writer_conn = self._engine.connect()
             except (OperationalError, DBAPIError) as exc:
-                raise _storage_error(exc) from exc
+                raise storage_error(exc, "audit log storage") from exc
         conn = self._writer_conn
         try:
             with conn.begin():
                 return self._write_locked(conn, datas)
         except (OperationalError, DBAPIError) as exc:
             self._drop_writer_conn()
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "audit log storage") from exc
 
     def _drop_writer_conn(self) -> None:
         conn, self._writer_conn = self._writer_conn, None
@@ -247,7 +244,7 @@ class AuditLog:
             with self._reader.begin() as conn:
                 yield conn
         except (OperationalError, DBAPIError) as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "audit log storage") from exc
 
     @staticmethod
     def _head(conn: Connection) -> Any:
@@ -405,7 +402,7 @@ class AuditLog:
                     )
                 )
         except (OperationalError, DBAPIError) as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "audit log storage") from exc
         return sth
 
     def signed_tree_heads(self) -> list[SignedTreeHead]:

@@ -8,14 +8,11 @@ on its next check.  Any storage failure raises :class:`StorageError`: callers fa
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
-import weakref
 from collections import OrderedDict
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
@@ -40,23 +37,10 @@ from tsuba.core.identity.policy import (
     explain,
     validate_request,
 )
-from tsuba.core.storage.engine import reader
+from tsuba.core.storage.engine import reader, storage_error
+from tsuba.core.storage.readpool import ReadConnections
 
 _VERSION = select(PolicyVersion.version).where(PolicyVersion.id == POLICY_VERSION_ROW)
-
-
-def _storage_error(exc: BaseException) -> StorageError:
-    orig = getattr(exc, "orig", None) or exc
-    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return StorageError(
-        f"policy store is not usable: {first} (check the database, then 'tsuba db upgrade')"
-    )
-
-
-def _close_all(connections: list[Connection]) -> None:
-    while connections:
-        with contextlib.suppress(DBAPIError):  # already broken: nothing left to release
-            connections.pop().close()
 
 
 class Authorizer:
@@ -67,14 +51,10 @@ class Authorizer:
     ) -> None:
         self._engine = engine
         self._max = max_principals
-        self._idle_max = idle_connections
+        self._conns = ReadConnections(engine, what="policy store", idle=idle_connections)
         self._lock = threading.Lock()
         self._epoch: int | None = None
         self._cache: OrderedDict[str, PolicySnapshot] = OrderedDict()
-        self._idle: list[Connection] = []
-        self._pid = os.getpid()
-        self._inherited: list[Connection] = []
-        self._finalizer = weakref.finalize(self, _close_all, self._idle)
 
     # -- public ----------------------------------------------------------------------------
     def authorize(
@@ -113,15 +93,8 @@ class Authorizer:
         return snap
 
     def current_version(self) -> int:
-        conn = self._checkout()
-        try:
-            version = conn.execute(_VERSION).scalar_one_or_none()
-            conn.rollback()
-        except DBAPIError as exc:
-            conn.invalidate()
-            conn.close()
-            raise _storage_error(exc) from exc
-        self._checkin(conn)
+        row = self._conns.first_row(_VERSION)
+        version = None if row is None else row[0]
         if version is None:
             raise StorageError(
                 "policy store is not usable: the policy version row is missing "
@@ -137,7 +110,7 @@ class Authorizer:
     def close(self) -> None:
         with self._lock:
             self._cache.clear()
-        self._finalizer()
+        self._conns.close()
 
     def __enter__(self) -> Authorizer:
         return self
@@ -146,40 +119,12 @@ class Authorizer:
         self.close()
 
     # -- internals -------------------------------------------------------------------------
-    def _checkout(self) -> Connection:
-        with self._lock:
-            if self._pid != os.getpid():
-                # Forked: the parent's connections are neither ours to use nor to close (closing
-                # would end the parent's session on the shared socket); keep them unreferenced
-                # by the pool so no finalizer touches them.
-                self._inherited.extend(self._idle)
-                self._idle.clear()
-                self._pid = os.getpid()
-            if self._idle:
-                return self._idle.pop()
-        try:
-            conn = reader(self._engine).connect()
-        except DBAPIError as exc:
-            raise _storage_error(exc) from exc
-        if self._engine.dialect.name != "sqlite":
-            # One statement, no BEGIN/ROLLBACK round trips.  Not on SQLite, where the engine
-            # issues its own BEGIN IMMEDIATE that autocommit mode would leave open.
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-        return conn
-
-    def _checkin(self, conn: Connection) -> None:
-        with self._lock:
-            if len(self._idle) < self._idle_max and self._finalizer.alive:
-                self._idle.append(conn)
-                return
-        conn.close()
-
     def _load(self, principal: str, version: int) -> PolicySnapshot:
         try:
             with Session(reader(self._engine)) as session:
                 return load_snapshot(session, principal, version)
         except DBAPIError as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "policy store") from exc
 
 
 def load_snapshot(session: Session, principal: str, version: int) -> PolicySnapshot:

@@ -45,6 +45,7 @@ from tsuba.core.identity.records import (
     PrincipalKind,
     RoleInfo,
 )
+from tsuba.core.storage.engine import storage_error
 
 Emit = Callable[[SecurityEvent], object]
 
@@ -515,7 +516,7 @@ class IdentityService:
             with Session(self._engine, expire_on_commit=False) as s, s.begin():
                 yield s
         except sa_exc.DBAPIError as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "identity store") from exc
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
@@ -539,7 +540,7 @@ class IdentityService:
                 "the change conflicts with one made at the same time: look again and retry"
             ) from exc
         except sa_exc.DBAPIError as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "identity store") from exc
 
     def _publish(
         self,
@@ -565,9 +566,3 @@ class IdentityService:
         )
 
 
-def _storage_error(exc: sa_exc.DBAPIError) -> StorageError:
-    orig = exc.orig if exc.orig is not None else exc
-    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return StorageError(
-        f"identity store error: {first} (is the schema current? 'tsuba db upgrade')"
-    )

@@ -110,6 +110,13 @@ def _first_line(exc: BaseException) -> str:
     return str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
 
 
+def storage_error(exc: BaseException, what: str) -> StorageError:
+    """A driver failure as one clear line naming the store (``what``) and the usual fix."""
+    return StorageError(
+        f"{what} is not usable: {_first_line(exc)} (check the database, then 'tsuba db upgrade')"
+    )
+
+
 def dialect_name(engine: Engine) -> str:
     return engine.dialect.name
 

@@ -25,7 +25,7 @@ from tsuba.core.identity.models import Principal
 from tsuba.core.identity.policy import iso
 from tsuba.core.keys import KeyManager
 from tsuba.core.keys.events import key_event
-from tsuba.core.storage.engine import reader
+from tsuba.core.storage.engine import reader, storage_error
 from tsuba.gateway.auth.keyformat import format_key, is_prefix, new_key
 from tsuba.gateway.auth.pepper import Pepper, secret_hash, signing_secret
 from tsuba.gateway.auth.records import ApiKeyRecord, IssuedKey
@@ -328,7 +328,7 @@ class ApiKeyService:
             with Session(reader(self._engine), expire_on_commit=False) as s, s.begin():
                 yield s
         except sa_exc.DBAPIError as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "API key store") from exc
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
@@ -354,7 +354,7 @@ class ApiKeyService:
                 "the change conflicts with one made at the same time: look again and retry"
             ) from exc
         except sa_exc.DBAPIError as exc:
-            raise _storage_error(exc) from exc
+            raise storage_error(exc, "API key store") from exc
 
     def _publish(
         self, activity: str, record: ApiKeyRecord, message: str, extra: dict[str, Any]
@@ -396,7 +396,3 @@ def create_api_key(
     return issued.key, issued.record
 
 
-def _storage_error(exc: sa_exc.DBAPIError) -> StorageError:
-    orig = exc.orig if exc.orig is not None else exc
-    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return StorageError(f"API key store error: {first} (is the schema current? 'tsuba db upgrade')")

@@ -25,7 +25,7 @@ from tsuba.core.events import Severity
 from tsuba.core.identity.models import POLICY_VERSION_ROW, PolicyVersion, Principal
 from tsuba.core.identity.policy import iso
 from tsuba.core.keys import KeyManager
-from tsuba.gateway.auth.connections import ReadConnections
+from tsuba.core.storage.readpool import ReadConnections
 from tsuba.gateway.auth.failures import AuthFailure
 from tsuba.gateway.auth.keyformat import is_prefix, parse_key
 from tsuba.gateway.auth.last_used import LastUsed
@@ -104,7 +104,7 @@ class ApiKeyVerifier:
         self._max = cache_size
         self._check_every = revocation_check_seconds
         self._clock = clock
-        self._conns = ReadConnections(engine)
+        self._conns = ReadConnections(engine, what="API key store")
         self._last_used = LastUsed(engine, interval=last_used_interval_seconds)
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, VerifiedKey | None] = OrderedDict()

@@ -22,8 +22,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, Select
 from sqlalchemy.exc import DBAPIError
 
-from tsuba.core.errors import StorageError
-from tsuba.core.storage.engine import reader
+from tsuba.core.storage.engine import reader, storage_error
 
 T = TypeVar("T")
 
@@ -34,17 +33,12 @@ def _close_all(connections: list[Connection]) -> None:
             connections.pop().close()
 
 
-def storage_error(exc: BaseException) -> StorageError:
-    orig = getattr(exc, "orig", None) or exc
-    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return StorageError(
-        f"API key store is not usable: {first} (check the database, then 'tsuba db upgrade')"
-    )
-
-
 class ReadConnections:
-    def __init__(self, engine: Engine, *, idle: int = 4) -> None:
+    """Kept read connections for one store; ``what`` names the store in errors."""
+
+    def __init__(self, engine: Engine, *, what: str, idle: int = 4) -> None:
         self._engine = engine
+        self._what = what
         self._idle_max = idle
         self._lock = threading.Lock()
         self._idle: list[Connection] = []
@@ -63,7 +57,7 @@ class ReadConnections:
         except DBAPIError as exc:
             conn.invalidate()
             conn.close()
-            raise storage_error(exc) from exc
+            raise storage_error(exc, self._what) from exc
         except BaseException:
             conn.close()
             raise
@@ -90,7 +84,7 @@ class ReadConnections:
         except self._driver_error as exc:
             conn.invalidate()
             conn.close()
-            raise storage_error(exc) from exc
+            raise storage_error(exc, self._what) from exc
         self._checkin(conn)
         return None if row is None else tuple(row)
 
@@ -108,7 +102,7 @@ class ReadConnections:
         try:
             conn = reader(self._engine).connect()
         except DBAPIError as exc:
-            raise storage_error(exc) from exc
+            raise storage_error(exc, self._what) from exc
         if self._engine.dialect.name != "sqlite":
             # One statement per read, no BEGIN/ROLLBACK round trips.  Not on SQLite, whose
             # engine issues its own BEGIN that autocommit mode would leave open.
