@@ -166,3 +166,18 @@ def test_failed_change_records_nothing(cli, ready: Path) -> None:
     before = len(_key_events(ready))
     assert cli("keys", "retire", "data", "1").code == 2  # current version
     assert len(_key_events(ready)) == before
+
+
+def test_keys_create_with_principal_issues_an_api_key(cli, home) -> None:
+    assert cli("init").code == 0
+    assert cli("principal", "create", "carol", "--kind", "service").code == 0
+    res = cli("keys", "create", "--principal", "carol", "--expires", "7d", "--format", "json")
+    assert res.code == 0, res
+    data = res.json()
+    assert data["principal"] == "carol" and data["key"].startswith("tsk_")
+    listed = cli("apikeys", "list", "--principal", "carol", "--format", "json").json()
+    assert [k["prefix"] for k in listed] == [data["prefix"]]
+    # one or the other, never both; neither is a usage error
+    assert cli("keys", "create", "x", "--kind", "ed25519", "--principal", "carol").code == 2
+    res = cli("keys", "create")
+    assert res.code == 2 and "--principal" in res.stderr

@@ -9,8 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
+from tsuba.cli import apikeys
 from tsuba.cli.common import Format, FormatOption, HomeOption, emit, settings
 from tsuba.cli.principal import local_actor
+from tsuba.core.errors import UsageError
 from tsuba.core.home import require_home
 from tsuba.core.keys import KeyInfo, KeyKind, KeyManager, open_key_manager
 from tsuba.core.keys.events import KeyActivity, key_event
@@ -78,16 +80,39 @@ def list_cmd(home: HomeOption = None, fmt: FormatOption = Format.text) -> None:
 
 
 @app.command("create")
-def create(
-    name: NameArg,
+def create(  # noqa: PLR0917 -- typer maps each parameter to an option
+    name: Annotated[
+        str | None, typer.Argument(help="Key-store key name (e.g. data, audit-signing).")
+    ] = None,
     kind: Annotated[
-        KeyKind, typer.Option("--kind", help="What the key is for.", case_sensitive=False)
-    ],
+        KeyKind | None,
+        typer.Option("--kind", help="What the key-store key is for.", case_sensitive=False),
+    ] = None,
+    principal: Annotated[
+        str | None,
+        typer.Option("--principal", help="Issue an API key for this principal instead."),
+    ] = None,
+    scopes: Annotated[str, typer.Option("--scopes", help="API key scopes, comma-separated.")] = "",
+    expires: Annotated[
+        str, typer.Option("--expires", help="API key lifetime (30d), ISO instant, or 'never'.")
+    ] = "90d",
     home: HomeOption = None,
     fmt: FormatOption = Format.text,
 ) -> None:
-    """Create a key (version 1)."""
-    _show(_change(home, "create", lambda km: km.create(name, kind)), fmt)
+    """Create a key-store key (NAME --kind), or an API key (--principal P; see 'tsuba apikeys')."""
+    if principal is not None:
+        if name is not None or kind is not None:
+            raise UsageError(
+                "give either NAME --kind (a key-store key) or --principal (an API key)"
+            )
+        apikeys.create(principal=principal, scopes=scopes, expires=expires, home=home, fmt=fmt)
+        return
+    if name is None or kind is None:
+        raise UsageError(
+            "keys create needs NAME --kind KIND (a key-store key) or --principal P (an API key)"
+        )
+    key_name, key_kind = name, kind
+    _show(_change(home, "create", lambda km: km.create(key_name, key_kind)), fmt)
 
 
 @app.command("info")
