@@ -88,20 +88,22 @@ class ZipArchive:
             ctx.unparseable(loc, "multi-disk zip archives are not supported by model loaders",
                             eocd, rule="archive.malformed")
             return False
-        if 0xFFFF in (n_total,) or 0xFFFFFFFF in (cd_size, cd_offset):
-            loc64 = eocd - 20
-            rec = view.read(loc64, 20)
-            if len(rec) == 20 and rec[:4] == _EOCD64_LOCATOR:
-                (_, _, off64, _) = struct.unpack("<4sLQL", rec)
-                z64 = view.read(off64, 56)
-                if len(z64) < 56 or z64[:4] != _EOCD64:
-                    ctx.unparseable(loc, "zip64 end record missing", off64,
-                                    rule="archive.malformed")
-                    return False
-                (_, _, _, _, _, _, n_disk64, n_total, cd_size, cd_offset) = struct.unpack(
-                    "<4sQ2H2L4Q", z64
-                )
-                eocd = off64
+        rec = view.read(eocd - 20, 20) if eocd >= 20 else b""
+        if len(rec) == 20 and rec[:4] == _EOCD64_LOCATOR:  # zip64, as zipfile and miniz read it
+            (_, _, off64, _) = struct.unpack("<4sLQL", rec)
+            z64 = view.read(off64, 56)
+            if len(z64) < 56 or z64[:4] != _EOCD64:
+                ctx.unparseable(loc, "zip64 end record missing", off64,
+                                rule="archive.malformed")
+                return False
+            (_, _, _, _, _, _, _, n_total, cd_size, cd_offset) = struct.unpack(
+                "<4sQ2H2L4Q", z64
+            )
+            eocd = eocd - 20 - 56
+        elif 0xFFFF == n_total or 0xFFFFFFFF in (cd_size, cd_offset):
+            ctx.unparseable(loc, "zip64 sizes without a zip64 end record", eocd,
+                            rule="archive.malformed")
+            return False
         prefix = eocd - cd_size - cd_offset
         if prefix < 0 or cd_offset + cd_size > eocd:
             ctx.unparseable(loc, "zip central directory lies outside the file", eocd,
@@ -123,8 +125,8 @@ class ZipArchive:
                 ctx.unparseable(loc, f"zip central directory entry {index} is corrupt", pos,
                                 rule="archive.malformed")
                 return False
-            (_, made_by, _, flags, method, _, _, crc, csize, usize, nlen, xlen, clen, _, _,
-             ext_attr, hoff) = struct.unpack("<4s2B4H3L5H2L", hdr)
+            (_, _, made_by, _, flags, method, _, _, crc, csize, usize, nlen, xlen, clen, _, _,
+             ext_attr, hoff) = struct.unpack("<4s2B5H3L5H2L", hdr)
             raw = view.read(pos + 46, nlen)
             extra = view.read(pos + 46 + nlen, xlen)
             if len(raw) < nlen or len(extra) < xlen:
@@ -480,7 +482,7 @@ def _stream(d: object, view: View, cap: int) -> bytes:
     while pos < view.end and len(out) < cap:
         chunk = bytes(view.buf[pos : min(view.end, pos + step)])
         pos += step
-        if isinstance(d, zlib._Decompress):
+        if hasattr(d, "unconsumed_tail"):  # zlib
             out += d.decompress(chunk, cap - len(out))
             while d.unconsumed_tail and len(out) < cap:
                 out += d.decompress(d.unconsumed_tail, cap - len(out))

@@ -107,7 +107,14 @@ def dispatch(ctx: ScanContext, view: View, location: str, depth: int) -> str:
     handler = _HANDLERS.get(fmt)
     if handler is None:
         return str(fmt)
-    return handler(ctx, view, location, depth)
+    try:
+        return handler(ctx, view, location, depth)
+    except RecursionError:
+        ctx.unparseable(location, f"{fmt} content nested too deeply to scan")
+    except Exception as exc:  # a scanner fault must never pass a file: fail closed
+        ctx.unparseable(location, f"{fmt} content could not be scanned "
+                        f"({type(exc).__name__}: {exc})", rule="scanner.error")
+    return str(fmt)
 
 
 def _pickle(ctx: ScanContext, view: View, location: str, depth: int) -> str:
