@@ -243,21 +243,35 @@ def _renames(
     candidates: list[FileEntry],
     computed: dict[str, list[tuple[int, int, bytes]]],
 ) -> dict[str, str]:
-    """New name -> signed name, for added files whose contents equal a removed file's."""
+    """New name -> signed name, for added files whose contents equal a removed file's.
+
+    Where several files share the same contents, a new name in the same folder, then one
+    with the same base name, is preferred: the likeliest move.
+    """
     fingerprints: dict[tuple[int | None, tuple[bytes, ...]], list[str]] = {}
     for name in removed:
         resources = expected[name]
         key = (manifest.expected_size(name, resources), tuple(r.digest for r in resources))
         fingerprints.setdefault(key, []).append(name)
-    renamed_from: dict[str, str] = {}
+    pairs: list[tuple[int, str, str]] = []
     for entry in candidates:
         digest_list = tuple(d for _, _, d in computed.get(entry.name, []))
         for size in (entry.size, None):
-            names = fingerprints.get((size, digest_list))
-            if names:
-                renamed_from[entry.name] = names.pop(0)
-                break
+            for old in fingerprints.get((size, digest_list), []):
+                pairs.append((-_closeness(old, entry.name), entry.name, old))
+    renamed_from: dict[str, str] = {}
+    taken: set[str] = set()
+    for _, new, old in sorted(pairs, key=lambda p: (p[0], name_key(p[1]), name_key(p[2]))):
+        if new not in renamed_from and old not in taken:
+            renamed_from[new] = old
+            taken.add(old)
     return renamed_from
+
+
+def _closeness(old: str, new: str) -> int:
+    same_dir = old.rpartition("/")[0] == new.rpartition("/")[0]
+    same_base = old.rpartition("/")[2] == new.rpartition("/")[2]
+    return 2 * same_dir + same_base
 
 
 def _difference(
