@@ -169,9 +169,10 @@ DANGEROUS_MODULES: dict[str, str] = {
     "codecs": "opens files", "logging": "handlers open files and sockets",
     "_osx_support": "runs commands", "_aix_support": "runs commands", "_pyrepl": "runs "
     "pagers", "test": "test helpers run interpreters", "sqlite3": "opens databases",
-    "platform": "runs commands", "fcntl": "file descriptors", "mmap": "maps files",
+    "platform": "runs commands", "uuid._get_command_stdout": "runs commands",
+    "uuid._popen": "runs commands", "fcntl": "file descriptors", "mmap": "maps files",
     "zipfile": "extracts files", "tarfile": "extracts files", "gc": "object graph access",
-    "inspect": "frame and code access", "builtins.open": "", "yaml": "yaml.load runs code",
+    "inspect": "frame and code access", "yaml": "yaml.load runs code",
     "jinja2": "template rendering runs code", "copyreg": "changes the extension registry",
     "copy_reg": "changes the extension registry", "joblib": "joblib.load unpickles files",
     "numpy.load": "loads pickles from files", "numpy.f2py": "evaluates Fortran expressions",
@@ -242,7 +243,7 @@ def _danger(module: str, name: str) -> str:
         if why:
             return f"{'.'.join(parts[:i])}: {why}"
     attrs = name.split(".")
-    if len(attrs) > 1 and any(seg in _DANGEROUS_SEGMENTS for seg in attrs[:-1] + [attrs[-1]]):
+    if len(attrs) > 1 and any(seg in _DANGEROUS_SEGMENTS for seg in attrs):
         return "attribute path reaches a dangerous object"
     if any(seg in ("__globals__", "__code__", "__subclasses__", "__builtins__") for seg in parts):
         return "reaches interpreter internals"

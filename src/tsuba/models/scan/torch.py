@@ -19,6 +19,7 @@ from tsuba.models.scan.pickle import (
     PickleResult,
     looks_like_pickle,
     report_malformed,
+    scan_pickle_stream,
     walk,
 )
 from tsuba.models.scan.report import Severity
@@ -72,6 +73,9 @@ def scan_torch_zip(ctx: ScanContext, archive: ZipArchive, depth: int) -> None:
                       persistent_ok=True)
         if not result.ok:
             report_malformed(ctx, result, f"{loc}!{e.name}", data.start)
+        elif result.end < data.end:  # a caller reading on would run what follows
+            scan_pickle_stream(ctx, data, f"{loc}!{e.name}", depth + 1, start=result.end,
+                               count=1)
         persistent.extend(result.persistent_ids)
     _check_storages(ctx, archive, prefix, by_name, persistent)
 
