@@ -181,6 +181,17 @@ def scan_pickle_stream(ctx: ScanContext, view: View, location: str, depth: int, 
     into one file: a second ``load`` call runs the second one)."""
     pos = view.start if start is None else start
     while pos < view.end:
+        if count:
+            rest = View(view.buf, pos, view.end)
+            if not looks_like_pickle(rest):
+                ctx.add(
+                    "pickle.trailing-data",
+                    Severity.LOW,
+                    f"{len(rest)} bytes after the end of pickle {count} are not a pickle",
+                    location,
+                    pos - view.start,
+                )
+                break
         result = walk(view.buf, pos, view.end, ctx, location, depth=depth, base=view.start,
                       on_build=on_build)
         count += 1
@@ -188,18 +199,6 @@ def scan_pickle_stream(ctx: ScanContext, view: View, location: str, depth: int, 
             report_malformed(ctx, result, location, view.start)
             return "pickle"
         pos = result.end
-        if pos >= view.end:
-            break
-        rest = View(view.buf, pos, view.end)
-        if not looks_like_pickle(rest):
-            ctx.add(
-                "pickle.trailing-data",
-                Severity.LOW,
-                f"{len(rest)} bytes after the end of pickle {count} are not a pickle",
-                location,
-                pos - view.start,
-            )
-            break
     return "pickle"
 
 
