@@ -1,0 +1,199 @@
+"""The analyzer: runs the registry of recognizers, applies lists, resolves overlaps.
+
+The registry is plain data (a list of recognizers) so configuration can add, remove or
+replace one without a factory ladder; custom recognizers come from dictionaries that name a
+pattern, a validator from an allow-list (python-stdnum modules, Luhn, IP) and context words.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tsuba.core.errors import ConfigError
+from tsuba.guards.pii.address import AddressRecognizer
+from tsuba.guards.pii.dates import DateRecognizer
+from tsuba.guards.pii.names import NameRecognizer
+from tsuba.guards.pii.national import national_recognizers
+from tsuba.guards.pii.patterns import structured_recognizers, valid_card, valid_ipv4, valid_ipv6
+from tsuba.guards.pii.phone import PhoneRecognizer
+from tsuba.guards.pii.recognizer import PatternRecognizer, Recognizer, TextContext
+from tsuba.guards.types import Finding, resolve_overlaps
+
+LANGUAGES = frozenset({"en", "de", "fr", "es", "ja", "it", "nl", "pt"})
+DEFAULT_MIN_SCORE = 0.5
+MAX_CUSTOM_PATTERN = 1000
+
+_BUILTIN_VALIDATORS: dict[str, Callable[[str], bool]] = {
+    "luhn": lambda v: _stdnum("luhn")("".join(c for c in v if c.isdigit())),
+    "credit_card": valid_card,
+    "ipv4": valid_ipv4,
+    "ipv6": valid_ipv6,
+}
+
+
+def _stdnum(module: str) -> Callable[[str], bool]:
+    if not re.fullmatch(r"[a-z]{2,3}(?:\.[a-z_]{2,30})?|[a-z_]{2,30}", module):
+        raise ConfigError(f"validator 'stdnum.{module}' is not a python-stdnum module name")
+    try:
+        mod = importlib.import_module(f"stdnum.{module}")
+    except ImportError:
+        raise ConfigError(f"validator 'stdnum.{module}' does not exist in python-stdnum") from None
+    is_valid = getattr(mod, "is_valid", None)
+    if not callable(is_valid):
+        raise ConfigError(f"python-stdnum module '{module}' has no is_valid")
+    return is_valid  # type: ignore[no-any-return]
+
+
+def resolve_validator(name: str) -> Callable[[str], bool]:
+    """A validator by name: 'luhn', 'credit_card', 'ipv4', 'ipv6' or 'stdnum.<module>'."""
+    if name in _BUILTIN_VALIDATORS:
+        return _BUILTIN_VALIDATORS[name]
+    if name.startswith("stdnum."):
+        return _stdnum(name.removeprefix("stdnum."))
+    raise ConfigError(
+        f"unknown validator '{name}': use luhn, credit_card, ipv4, ipv6 or stdnum.<module>"
+    )
+
+
+def recognizer_from_config(spec: Mapping[str, Any]) -> PatternRecognizer:
+    """A custom recognizer from configuration; ConfigError naming the bad field."""
+    try:
+        entity = str(spec["entity"])
+        pattern = str(spec["pattern"])
+    except KeyError as exc:
+        raise ConfigError(f"custom recognizer needs '{exc.args[0]}'") from None
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", entity):
+        raise ConfigError(f"custom recognizer entity '{entity}' must be UPPER_SNAKE_CASE")
+    if not pattern or len(pattern) > MAX_CUSTOM_PATTERN:
+        raise ConfigError(f"custom recognizer '{entity}': pattern must be 1..1000 characters")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"custom recognizer '{entity}': bad pattern: {exc}") from None
+    score = float(spec.get("score", 0.6))
+    if not 0.0 < score <= 1.0:
+        raise ConfigError(f"custom recognizer '{entity}': score must be in (0, 1]")
+    validator = spec.get("validator")
+    context = spec.get("context", ())
+    if isinstance(context, str) or not all(isinstance(c, str) for c in context):
+        raise ConfigError(f"custom recognizer '{entity}': context must be a list of words")
+    languages = spec.get("languages")
+    return PatternRecognizer(
+        name=str(spec.get("name", entity.lower())),
+        entity=entity,
+        pattern=pattern,
+        score=score,
+        validator=resolve_validator(str(validator)) if validator else None,
+        context=tuple(context),
+        context_required=bool(spec.get("context_required", False)),
+        languages=frozenset(languages) if languages else None,
+        explanation=str(spec.get("explanation", f"custom recognizer {entity}")),
+        flags=re.IGNORECASE if spec.get("ignore_case") else 0,
+    )
+
+
+def default_recognizers() -> list[Recognizer]:
+    recognizers: list[Recognizer] = [
+        *structured_recognizers(),
+        *national_recognizers(),
+        PhoneRecognizer(),
+        DateRecognizer(),
+        AddressRecognizer(),
+        NameRecognizer(),
+    ]
+    return recognizers
+
+
+@dataclass
+class Analyzer:
+    """A registry of recognizers with allow and deny lists.
+
+    ``deny`` maps an entity type to terms always reported as that type; ``allow`` holds
+    values (exact, case-insensitive) never reported, such as a company's own support address.
+    """
+
+    recognizers: list[Recognizer] = field(default_factory=default_recognizers)
+    allow: Sequence[str] = ()
+    deny: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    min_score: float = DEFAULT_MIN_SCORE
+    _allow: frozenset[str] = field(init=False, repr=False)
+    _deny: list[tuple[str, re.Pattern[str]]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._allow = frozenset(a.casefold() for a in self.allow)
+        self._deny = []
+        for entity, terms in self.deny.items():
+            cleaned = sorted({t for t in terms if t}, key=len, reverse=True)
+            if cleaned:
+                alts = "|".join(re.escape(t) for t in cleaned)
+                self._deny.append((entity, re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.I)))
+
+    def add(self, recognizer: Recognizer) -> None:
+        self.recognizers.append(recognizer)
+
+    def remove(self, name: str) -> None:
+        self.recognizers = [r for r in self.recognizers if r.name != name]
+
+    @property
+    def supported_entities(self) -> list[str]:
+        found = {e for r in self.recognizers for e in r.entities} | set(self.deny)
+        return sorted(found)
+
+    def analyze(
+        self,
+        text: str,
+        entities: Iterable[str] | None = None,
+        language: str = "en",
+        *,
+        min_score: float | None = None,
+        resolve: bool = True,
+    ) -> list[Finding]:
+        if not isinstance(text, str):
+            raise TypeError("analyze() takes a str; decode bytes first")
+        if not text:
+            return []
+        wanted = frozenset(entities) if entities is not None else None
+        threshold = self.min_score if min_score is None else min_score
+        ctx = TextContext(text, language)
+        found: list[Finding] = []
+        for rec in self.recognizers:
+            if rec.languages is not None and language not in rec.languages:
+                continue
+            if wanted is not None and wanted.isdisjoint(rec.entities):
+                continue
+            for f in rec.analyze(text, ctx):
+                if f.score >= threshold and (wanted is None or f.entity_type in wanted):
+                    found.append(f)
+        for entity, pattern in self._deny:
+            if wanted is None or entity in wanted:
+                for m in pattern.finditer(text):
+                    found.append(Finding(m.start(), m.end(), entity, 1.0, "deny_list", "deny list"))
+        if self._allow:
+            found = [f for f in found if text[f.start : f.end].casefold() not in self._allow]
+        if not resolve:
+            return sorted(found, key=_position)
+        return resolve_overlaps(_drop_parts(found))
+
+
+# Entities that contain others as parts: a city inside an address, a name inside an e-mail.
+COMPOSITES = frozenset({"ADDRESS", "URL", "EMAIL_ADDRESS"})
+
+
+def _drop_parts(found: list[Finding]) -> list[Finding]:
+    wholes = [f for f in found if f.entity_type in COMPOSITES]
+    if not wholes:
+        return found
+    return [
+        f
+        for f in found
+        if f.entity_type in COMPOSITES
+        or not any(w.start <= f.start and f.end <= w.end for w in wholes)
+    ]
+
+
+def _position(f: Finding) -> tuple[int, int, str]:
+    return (f.start, f.end, f.entity_type)

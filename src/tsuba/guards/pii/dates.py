@@ -1,0 +1,144 @@
+"""Dates a person wrote (birthdays, appointments), not the timestamps machines print.
+
+A date followed by a clock time with seconds at the start of a line, in brackets, with a
+time zone or fractional seconds, or next to a log level is a log timestamp and is skipped;
+so are version strings (``1.2.3``, ``v2.0.1-rc1``), which never carry a four-digit year.
+"""
+
+# ruff: noqa: RUF001, E501  (patterns in many scripts)
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from tsuba.guards.pii.recognizer import TextContext, words_pattern
+from tsuba.guards.types import Finding
+
+MONTHS = (
+    # en
+    "january", "february", "march", "april", "may", "june", "july", "august", "september",
+    "october", "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
+    "sept", "oct", "nov", "dec",
+    # de
+    "januar", "jänner", "februar", "märz", "mai", "juni", "juli", "oktober", "dezember",
+    # fr
+    "janvier", "février", "mars", "avril", "juin", "juillet", "août", "septembre", "octobre",
+    "novembre", "décembre",
+    # es
+    "enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre",
+    "setiembre", "octubre", "noviembre", "diciembre",
+    # it, nl
+    "gennaio", "febbraio", "aprile", "maggio", "giugno", "luglio", "settembre", "ottobre",
+    "dicembre", "januari", "februari", "maart", "mei", "augustus",
+)
+_MONTH = "(?:" + "|".join(sorted({re.escape(m) for m in MONTHS}, key=len, reverse=True)) + r")\.?"
+_DAY = r"(?:[0-3]?[0-9])(?:st|nd|rd|th|er|\.|º)?"
+_YEAR = r"(?:1[6-9][0-9]{2}|20[0-9]{2})"
+
+_TEXTUAL = re.compile(
+    rf"(?<![\w])(?:"
+    rf"{_DAY}[ \t]+(?:of[ \t]+|de[ \t]+)?{_MONTH}(?:,?[ \t]+(?:de[ \t]+|del[ \t]+)?{_YEAR})?"
+    rf"|{_MONTH}[ \t]+{_DAY}(?:,?[ \t]+{_YEAR})?"
+    rf"|{_MONTH}[ \t]+(?:de[ \t]+)?{_YEAR}"
+    rf")(?![\w])",
+    re.IGNORECASE,
+)
+_NUMERIC = re.compile(
+    r"(?<![\w.\-/:])(?:"
+    r"(?P<iso>[12][0-9]{3})-(?P<im>[01]?[0-9])-(?P<id>[0-3]?[0-9])"
+    r"|(?P<a>[0-3]?[0-9])(?P<sep>[/.\-])(?P<b>[0-3]?[0-9])(?P=sep)(?P<y>[12][0-9]{3}|[0-9]{2})"
+    r"|(?P<ys>[12][0-9]{3})/(?P<ms>[01]?[0-9])/(?P<ds>[0-3]?[0-9])"
+    r")(?![\w\-/]|\.[0-9])"
+)
+_JAPANESE = re.compile(
+    r"(?:(?:令和|平成|昭和)[0-9０-９元]{1,2}|[0-9０-９]{4})年[0-9０-９]{1,2}月(?:[0-9０-９]{1,2}日)?"
+)
+_CLOCK = re.compile(
+    r"(?:[T ][0-2][0-9]:[0-5][0-9]:[0-5][0-9](?P<frac>[.,][0-9]{1,9})?(?P<tz>Z|[+\-][0-9]{2}:?[0-9]{2})?)"
+)
+_LOG_LEVEL = re.compile(
+    r"\b(?:TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|ERR|CRITICAL|FATAL|PANIC|GET|POST|PUT"
+    r"|DELETE|HEAD|PATCH|HTTP/[0-9.]+|pid|level|msg)\b"
+)
+_YEAR_CUE = words_pattern(
+    (
+        "in", "since", "born", "founded", "established", "until", "till", "from", "during",
+        "circa", "year", "im jahr", "seit", "geboren", "depuis", "né en", "née en", "en el año",
+        "desde", "nacido", "nacida", "en",
+    )
+)
+_BARE_YEAR = re.compile(rf"(?<![\w.\-/:#]){_YEAR}(?![\w\-/]|\.[0-9]|:[0-9])")
+DATE_CONTEXT = words_pattern(
+    (
+        "born", "birth", "dob", "date of birth", "birthday", "appointment", "date",
+        "geboren", "geburtsdatum", "geburtstag", "né", "née", "naissance", "nacimiento",
+        "nacido", "nacida", "fecha", "生年月日", "誕生日",
+    )
+)
+
+
+class DateRecognizer:
+    name = "date"
+    entities = ("DATE_TIME",)
+    languages: frozenset[str] | None = None
+
+    def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        yield from self._numeric(text, ctx)
+        yield from self._textual(text, ctx)
+        for match in _JAPANESE.finditer(text):
+            yield self._finding(ctx, match.start(), match.end(), 0.8, "Japanese date")
+        if _YEAR_CUE is not None:
+            for match in _BARE_YEAR.finditer(text):
+                before = ctx.before(match.start(), 16)
+                cue = _YEAR_CUE.search(before)
+                if cue is not None and not before[cue.end() :].strip(" ,"):
+                    yield Finding(
+                        match.start(), match.end(), "DATE_TIME", 0.5, self.name,
+                        "year after a time preposition",
+                    )
+
+    def _numeric(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        for match in _NUMERIC.finditer(text):
+            if match.group("iso"):
+                month, day = int(match.group("im")), int(match.group("id"))
+            elif match.group("ys"):
+                month, day = int(match.group("ms")), int(match.group("ds"))
+            else:
+                a, b = int(match.group("a")), int(match.group("b"))
+                if match.group("sep") == "." and len(match.group("y")) == 2:
+                    continue  # 1.2.23 is far more often a version than a date
+                month, day = (a, b) if a <= 12 else (b, a)
+            if not (1 <= month <= 12 and 1 <= day <= 31):
+                continue
+            start, end = match.span()
+            clock = _CLOCK.match(text, end)
+            if clock is not None:
+                if self._is_log_timestamp(text, start, clock):
+                    continue
+                end = clock.end()
+            yield self._finding(ctx, start, end, 0.6, "calendar date")
+
+    def _textual(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        for match in _TEXTUAL.finditer(text):
+            value = match.group()
+            if not any(c.isdigit() for c in value):
+                continue
+            score = 0.65 if re.search(_YEAR, value) else 0.5
+            yield self._finding(ctx, match.start(), match.end(), score, "date with a month name")
+
+    @staticmethod
+    def _is_log_timestamp(text: str, start: int, clock: re.Match[str]) -> bool:
+        if clock.group("frac") or clock.group("tz") or clock.group().startswith("T"):
+            return True
+        line_start = text.rfind("\n", 0, start) + 1
+        prefix = text[line_start:start].strip()
+        if prefix in ("", "[", "(", "<"):
+            return True
+        tail = text[clock.end() : clock.end() + 40]
+        return _LOG_LEVEL.search(tail) is not None
+
+    def _finding(self, ctx: TextContext, start: int, end: int, score: float, why: str) -> Finding:
+        if DATE_CONTEXT is not None and DATE_CONTEXT.search(ctx.window(start, end)):
+            score += 0.3
+            why += "; context word nearby"
+        return Finding(start, end, "DATE_TIME", min(score, 1.0), self.name, why)

@@ -1,0 +1,326 @@
+"""Names of people and places without a model: gazetteers plus capitalisation and cues.
+
+Runs of capitalised words are weighed by what they contain (known given names, surnames,
+places, ordinary words) and what stands before them (a title, "my name is", "in", "from").
+A lone known word is not enough: "Will", "Paris" or "Jordan" become a name or a place only
+with a cue.  Japanese names are found by their honorifics (さん, 様, 氏) or a frequent family
+name; Japanese places by the prefecture and city names of the gazetteer.
+"""
+
+# ruff: noqa: SIM905, RUF001, E501  (word lists in many scripts read best as strings)
+from __future__ import annotations
+
+import gzip
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+
+from tsuba.guards.pii.recognizer import TextContext, words_pattern
+from tsuba.guards.types import Finding
+
+
+@dataclass(frozen=True)
+class Gazetteer:
+    first: frozenset[str]
+    surnames: frozenset[str]
+    places: dict[str, str]  # lower-cased name -> city | region | country
+    common: frozenset[str]
+    jp_surnames: frozenset[str]
+    max_place_words: int
+
+
+_lock = threading.Lock()
+_cache: list[Gazetteer] = []
+
+
+def _read(name: str) -> list[str]:
+    data = resources.files("tsuba.guards.pii").joinpath("data", name).read_bytes()
+    return gzip.decompress(data).decode("utf-8").splitlines()
+
+
+def gazetteer() -> Gazetteer:
+    """The shipped gazetteer, loaded once per process (about a tenth of a second)."""
+    if _cache:
+        return _cache[0]
+    with _lock:
+        if not _cache:
+            places = dict(line.split("\t", 1) for line in _read("places.tsv.gz") if line)
+            _cache.append(
+                Gazetteer(
+                    first=frozenset(_read("first_names.txt.gz")),
+                    surnames=frozenset(_read("surnames.txt.gz")),
+                    places=places,
+                    common=frozenset(_read("common_words.txt.gz")),
+                    jp_surnames=frozenset(_read("jp_surnames.txt.gz")),
+                    max_place_words=4,
+                )
+            )
+    return _cache[0]
+
+
+_TOKEN = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-](?=[^\W\d_])){0,40}\.?")
+CONNECTORS = frozenset(
+    """
+van von der den de da das del della di du le la bin ibn al el ter ten zu dos y e st st.
+""".split()
+)
+TITLES = frozenset(
+    """
+mr mr. mrs mrs. ms ms. miss dr dr. prof prof. sir madam herr frau fräulein monsieur madame
+mme mme. mlle m. señor señora señorita sr sr. sra sra. srta don doña signor signora sig.
+sig.ra dott. dott dottore dottoressa mevrouw meneer dhr. mevr. capt. capt lt. col. rev. rev
+""".split()
+)
+NAME_CUES = words_pattern(
+    (
+        "my name is", "name is", "named", "called", "i am", "i'm", "this is", "dear", "hi",
+        "hello", "contact", "signed", "regards", "sincerely", "by", "with", "ask", "tell",
+        "name", "patient", "customer", "employee", "applicant", "mein name ist", "ich heiße",
+        "ich bin", "je m'appelle", "je suis", "je m’appelle", "me llamo", "mi nombre es",
+        "soy", "mi chiamo", "sono", "mijn naam is", "ik ben", "nom", "nombre", "cher", "chère",
+        "estimado", "estimada", "liebe", "lieber", "sehr geehrte", "sehr geehrter", "von",
+        "from", "author", "written by", "guardian", "spouse", "wife", "husband", "son",
+        "daughter", "mother", "father", "brother", "sister", "friend", "colleague",
+    )
+)
+PLACE_CUES = words_pattern(
+    (
+        "in", "from", "to", "at", "near", "visit", "visiting", "visited", "travel", "travelling",
+        "traveling", "moved", "live", "lives", "living", "born", "city", "town", "country",
+        "nach", "aus", "bei", "wohne", "wohnt", "à", "au", "aux", "en", "de", "vers", "depuis",
+        "habite", "a", "desde", "hacia", "vivo", "vive", "da", "di", "naar", "uit", "te",
+    )
+)
+_SENTENCE_END = frozenset(".!?\n\"“”:;")
+_CJK_RUN = re.compile(r"[\u3005\u4e00-\u9fff\u30a0-\u30ff]{2,24}")
+_JP_HONORIFIC = re.compile(
+    r"([\u3005\u4e00-\u9fff]{1,4}(?:[ 　]?[\u3005\u4e00-\u9fff\u3040-\u309f\u30a0-\u30ff]{1,4})?)"
+    r"(?:さん|様|さま|氏|君|くん|ちゃん|先生|殿)"
+)
+_JP_NAME_CUE = re.compile(
+    r"(?:名前は|氏名[:：]?|私は|担当の?|担当者[:：]?)[ 　]?([\u3005\u4e00-\u9fff]{2,4}(?:[ 　][\u3005\u4e00-\u9fff]{1,3})?)"
+)
+
+
+@dataclass
+class _Tok:
+    start: int
+    end: int
+    text: str
+    key: str  # lower-cased, trailing period and possessive removed
+    cap: bool
+
+
+def _tokens(text: str) -> list[_Tok]:
+    toks = []
+    for m in _TOKEN.finditer(text):
+        raw = m.group()
+        word = raw[:-1] if raw.endswith(".") and len(raw) > 2 else raw
+        end = m.start() + len(word)
+        if word.endswith(("'s", "’s")):
+            word, end = word[:-2], end - 2
+        if not word:
+            continue
+        key = unicodedata.normalize("NFC", word.lower())
+        cap = word[0].isupper()
+        toks.append(_Tok(m.start(), end, word, key, cap))
+    return toks
+
+
+class NameRecognizer:
+    """PERSON and LOCATION from gazetteers and cues (the fast built-in method)."""
+
+    name = "gazetteer"
+    entities = ("PERSON", "LOCATION")
+    languages: frozenset[str] | None = None
+
+    def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        gz = gazetteer()
+        toks = _tokens(text)
+        i = 0
+        while i < len(toks):
+            if not toks[i].cap or toks[i].key in CONNECTORS:
+                i += 1
+                continue
+            j = i + 1
+            while j < len(toks) and self._continues(text, toks, j):
+                j += 1
+            while j - 1 > i and not toks[j - 1].cap:
+                j -= 1  # never end on a connector
+            yield from self._run(text, ctx, gz, toks, i=i, j=j)
+            i = j
+        if ctx.language == "ja" or _CJK_RUN.search(text):
+            yield from self._japanese(text, gz)
+
+    @staticmethod
+    def _continues(text: str, toks: list[_Tok], j: int) -> bool:
+        prev, tok = toks[j - 1], toks[j]
+        gap = text[prev.end : tok.start]
+        if gap not in (" ", ". ") or (gap == ". " and len(prev.text) > 1):
+            return False
+        return tok.cap or (tok.key in CONNECTORS and j + 1 < len(toks) and toks[j + 1].cap)
+
+    def _run(
+        self, text: str, ctx: TextContext, gz: Gazetteer, toks: list[_Tok], *, i: int, j: int
+    ) -> Iterable[Finding]:
+        run = toks[i:j]
+        sentence_start = self._sentence_start(text, run[0].start)
+        prev = toks[i - 1] if i > 0 else None
+        titled = prev is not None and (prev.key in TITLES or prev.key + "." in TITLES)
+        # A leading title inside the run ("Dr Smith", "Herr Müller") counts as the cue.
+        if run[0].key in TITLES or run[0].key + "." in TITLES:
+            titled = True
+            run = run[1:]
+            sentence_start = False
+        # A sentence-initial ordinary word is not part of a name ("Please call Anna").
+        while run and (run[0].key in gz.common and not self._known_person(gz, run[0])):
+            run = run[1:]
+            sentence_start = False
+        named = any(self._known_person(gz, t) for t in run)
+        while run and run[-1].key in gz.common and not self._known_person(gz, run[-1]):
+            if named and len(run) > 1 and run[-1].key in gz.surnames:
+                break  # "John Brown": a surname after a given name, not the colour
+            run = run[:-1]
+        if not run:
+            return
+        before = ctx.before(run[0].start, 28)
+        place = self._place(gz, run)
+        if place is not None:
+            kind, p_start, p_end = place
+            if p_start == 0 and p_end == len(run):
+                place_finding = self._place_finding(gz, run, kind, before, titled)
+                if place_finding is not None:
+                    yield place_finding
+                    return
+        yield from self._person(gz, run, before, titled=titled, sentence_start=sentence_start)
+        if place is not None:
+            kind, p_start, p_end = place
+            sub = run[p_start:p_end]
+            finding = self._place_finding(gz, sub, kind, ctx.before(sub[0].start, 28), False)
+            if finding is not None:
+                yield finding
+
+    @staticmethod
+    def _sentence_start(text: str, pos: int) -> bool:
+        k = pos - 1
+        while k >= 0 and text[k] in " \t(\"'“‘«¿¡":
+            k -= 1
+        return k < 0 or text[k] in _SENTENCE_END
+
+    @staticmethod
+    def _known_person(gz: Gazetteer, tok: _Tok) -> bool:
+        return tok.key in gz.first and tok.key not in gz.common
+
+    def _place(self, gz: Gazetteer, run: list[_Tok]) -> tuple[str, int, int] | None:
+        """The longest gazetteer place inside the run, as (kind, first, end) token indexes."""
+        best: tuple[str, int, int] | None = None
+        for a in range(len(run)):
+            for b in range(min(len(run), a + gz.max_place_words), a, -1):
+                if best is not None and b - a <= best[2] - best[1]:
+                    break
+                key = " ".join(t.key for t in run[a:b])
+                kind = gz.places.get(key)
+                if kind is not None:
+                    best = (kind, a, b)
+                    break
+        return best
+
+    def _place_finding(
+        self, gz: Gazetteer, run: list[_Tok], kind: str, before: str, titled: bool
+    ) -> Finding | None:
+        if titled:
+            return None
+        key = " ".join(t.key for t in run)
+        cue = PLACE_CUES is not None and _ends_with_cue(PLACE_CUES, before)
+        ambiguous = key in gz.common or (
+            len(run) == 1 and (key in gz.first or key in gz.surnames)
+        )
+        if kind == "country":
+            score = 0.85 if not ambiguous else 0.5
+        elif kind == "region":
+            score = 0.7 if not ambiguous else 0.4
+        else:
+            score = 0.55 if not ambiguous else 0.25
+        if cue:
+            score += 0.3
+        if score < 0.5:
+            return None
+        why = f"gazetteer {kind}" + ("; place cue before" if cue else "")
+        return Finding(run[0].start, run[-1].end, "LOCATION", min(score, 1.0), self.name, why)
+
+    def _person(
+        self, gz: Gazetteer, run: list[_Tok], before: str, *, titled: bool, sentence_start: bool
+    ) -> Iterable[Finding]:
+        if len(run) > 4:
+            return
+        keys = [t.key for t in run]
+        first = [k in gz.first and k not in gz.common for k in keys]
+        sur = [k in gz.surnames and k not in gz.common for k in keys]
+        unknown = [not (f or s) and k not in gz.common and k not in gz.places
+                   for k, f, s in zip(keys, first, sur, strict=True)]
+        cue = NAME_CUES is not None and _ends_with_cue(NAME_CUES, before)
+        allcaps = all(t.text.isupper() and len(t.text) > 1 for t in run)
+        n = len(run)
+        if titled:
+            score, why = 0.85, "title before a capitalised name"
+        elif n >= 2 and first[0] and (sur[-1] or unknown[-1] or first[-1]):
+            score, why = (0.85 if sur[-1] else 0.7), "given name and family name"
+        elif n >= 2 and (sur[-1] or first[0]) and sum(unknown) + sum(sur) + sum(first) == n:
+            score, why = 0.6, "capitalised name words"
+        elif n >= 2 and all(unknown) and not sentence_start:
+            score, why = 0.45, "capitalised unknown words"
+        elif n == 1 and (first[0] or sur[0]):
+            score, why = (0.45 if first[0] else 0.35), "known name word"
+        elif n == 1 and unknown[0] and not sentence_start:
+            score, why = 0.3, "capitalised unknown word"
+        else:
+            return
+        if cue:
+            score += 0.3
+            why += "; name cue before"
+        if allcaps and not titled:
+            score -= 0.2
+        if sentence_start and not cue and not titled:
+            score -= 0.05
+        if score >= 0.5:
+            yield Finding(run[0].start, run[-1].end, "PERSON", min(score, 1.0), self.name, why)
+
+    def _japanese(self, text: str, gz: Gazetteer) -> Iterable[Finding]:
+        for m in _JP_HONORIFIC.finditer(text):
+            yield Finding(m.start(1), m.end(1), "PERSON", 0.8, self.name, "name before an honorific")
+        for m in _JP_NAME_CUE.finditer(text):
+            yield Finding(m.start(1), m.end(1), "PERSON", 0.75, self.name, "name after a cue")
+        for m in _CJK_RUN.finditer(text):
+            run = m.group()
+            k = 0
+            while k < len(run):
+                hit = 0
+                for size in range(min(6, len(run) - k), 1, -1):
+                    kind = gz.places.get(run[k : k + size])
+                    if kind is not None:
+                        yield Finding(
+                            m.start() + k, m.start() + k + size, "LOCATION",
+                            0.8 if kind != "city" else 0.65, self.name, f"gazetteer {kind}",
+                        )
+                        hit = size
+                        break
+                if not hit:
+                    for size in (3, 2, 1):
+                        if run[k : k + size] in gz.jp_surnames and len(run) - k >= 2:
+                            rest = len(run) - k - size
+                            if 1 <= rest <= 3:
+                                yield Finding(
+                                    m.start() + k, m.end(), "PERSON", 0.6, self.name,
+                                    "frequent Japanese family name",
+                                )
+                                hit = len(run) - k
+                            break
+                k += hit or 1
+
+
+def _ends_with_cue(pattern: re.Pattern[str], before: str) -> bool:
+    """Whether a cue ends right before the candidate (only spaces or punctuation between)."""
+    return any(not before[m.end() :].strip(" \t,:;\"'“”-") for m in pattern.finditer(before))

@@ -1,0 +1,205 @@
+"""Structured entities: formats with a checksum or a grammar (cards, IBANs, SSNs, IPs, ...).
+
+Every checksum comes from python-stdnum (or the standard library's ``ipaddress``); the
+regular expressions only find candidates, with bounded repetition and no nested unbounded
+quantifiers, so their worst case stays linear in the text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from stdnum import bitcoin, iban, luhn
+from stdnum.gb import nhs
+from stdnum.us import ssn
+
+from tsuba.guards.pii.recognizer import PatternRecognizer
+
+# Word edges for identifiers: not inside a longer token, a path, an e-mail or a version.
+B = r"(?<![\w@/.+\-#:])"
+E = r"(?![\w@/\-]|\.\d|:\d)"
+
+
+def _digits(value: str) -> str:
+    return "".join(c for c in value if c.isdigit())
+
+
+# Issuer prefixes (IIN ranges) and lengths of the card networks in use.
+_CARD_PREFIXES: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...] = (
+    (("4",), (13, 16, 19)),  # Visa
+    (("51", "52", "53", "54", "55", "22", "23", "24", "25", "26", "27"), (16,)),  # Mastercard
+    (("34", "37"), (15,)),  # American Express
+    (("6011", "644", "645", "646", "647", "648", "649", "65"), (16, 19)),  # Discover
+    (("352", "353", "354", "355", "356", "357", "358"), (16, 17, 18, 19)),  # JCB
+    (("300", "301", "302", "303", "304", "305", "36", "38", "39"), (14, 16)),  # Diners
+    (("50", "56", "57", "58", "6"), (12, 13, 14, 15, 16, 17, 18, 19)),  # Maestro
+    (("62", "81"), (16, 17, 18, 19)),  # UnionPay
+    (("1800", "2131"), (15,)),  # JCB (legacy 15-digit)
+)
+
+
+def valid_card(value: str) -> bool:
+    digits = _digits(value)
+    if not 12 <= len(digits) <= 19 or not luhn.is_valid(digits):
+        return False
+    if len(set(digits)) < 4:  # 0000 0000 0000 0000 and friends
+        return False
+    return any(
+        len(digits) in lengths and digits.startswith(prefixes)
+        for prefixes, lengths in _CARD_PREFIXES
+    )
+
+
+def valid_ssn(value: str) -> bool:
+    digits = _digits(value)
+    if len(set(digits)) < 3 or digits in ("123456789", "987654321"):
+        return False
+    return bool(ssn.is_valid(digits))
+
+
+def valid_ipv4(value: str) -> bool:
+    try:
+        addr = ipaddress.IPv4Address(value)
+    except ValueError:
+        return False
+    return not (addr.is_unspecified or str(addr).startswith("255."))
+
+
+def valid_ipv6(value: str) -> bool:
+    if value.count(":") < 2 or len(value) < 6:
+        return False
+    try:
+        addr = ipaddress.IPv6Address(value.split("%", 1)[0])
+    except ValueError:
+        return False
+    return not (addr.is_unspecified or addr.is_loopback)
+
+
+def valid_npi(value: str) -> bool:
+    # An NPI is Luhn-valid once the card-issuer prefix 80840 is put in front of it.
+    return bool(luhn.is_valid("80840" + _digits(value)))
+
+
+def valid_eth(value: str) -> bool:
+    body = value[2:]
+    return len(set(body.lower())) > 6  # not 0x000...0 or a repeated filler
+
+
+_EMAIL = (
+    r"(?<![\w.+\-%])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w\-])"
+)
+_URL = (
+    r"(?<![\w@])(?:(?:https?|ftp)://|www\.)"
+    r"[A-Za-z0-9\-._~%!$&'*+,;=:@/?#\[\]À-ɏ]{1,2048}(?<![.,;:!?'\]])"
+)
+_IPV4 = r"(?<![\w.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![\w]|\.[0-9])"
+_IPV6 = r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:|:){2,7}(?:[0-9A-Fa-f]{1,4}|:)(?![\w:])"
+_CARD = rf"{B}[0-9](?:[ \-]?[0-9]){{11,18}}{E}"
+_IBAN = r"(?<![\w])[A-Za-z]{2}[0-9]{2}(?:[ ]?[A-Za-z0-9]){11,30}(?![\w])"
+_SSN = rf"{B}[0-9]{{3}}([\- ])[0-9]{{2}}\1[0-9]{{4}}{E}"
+_SSN_BARE = rf"{B}[0-9]{{9}}{E}"
+_NHS = rf"{B}[0-9]{{3}}([ \-]?)[0-9]{{3}}\1[0-9]{{4}}{E}"
+_BTC = r"(?<![\w])(?:bc1[a-z0-9]{25,87}|[13][a-km-zA-HJ-NP-Z1-9]{25,34})(?![\w])"
+_ETH = r"(?<![\w])0x[0-9a-fA-F]{40}(?![\w])"
+
+PAYMENT_CONTEXT = (
+    "card", "credit", "debit", "visa", "mastercard", "amex", "cc", "payment", "karte",
+    "kreditkarte", "carte", "tarjeta", "crédito", "カード", "クレジット",
+)
+IBAN_CONTEXT = ("iban", "account", "bank", "konto", "compte", "cuenta", "口座", "transfer")
+SSN_CONTEXT = ("ssn", "social security", "social-security", "ss#", "ss #")
+PASSPORT_CONTEXT = (
+    "passport", "passport number", "passport no", "travel document", "reisepass", "pass-nr",
+    "passeport", "pasaporte", "passaporto", "paspoort", "旅券", "パスポート",
+)
+DRIVER_CONTEXT = (
+    "driver", "driver's", "drivers", "driving", "licence", "license", "dl", "dln",
+    "führerschein", "permis de conduire", "permiso de conducir", "carnet de conducir",
+    "運転免許",
+)
+NHS_CONTEXT = ("nhs", "health service", "patient", "nhs number")
+MEDICAL_CONTEXT = (
+    "dea", "dea number", "npi", "medical license", "medical licence", "prescriber",
+    "provider", "physician", "license number", "licence number",
+)
+CRYPTO_CONTEXT = ("bitcoin", "btc", "wallet", "eth", "ethereum", "crypto", "address", "send")
+
+
+def structured_recognizers() -> list[PatternRecognizer]:
+    """The built-in recognizers for entities with a fixed format."""
+    return [
+        PatternRecognizer(
+            "email", "EMAIL_ADDRESS", _EMAIL, 0.9, gate="@", negative_context=False,
+            explanation="e-mail address",
+        ),
+        PatternRecognizer(
+            "url", "URL", _URL, 0.6, gate=r"://|www\.", negative_context=False,
+            explanation="URL",
+        ),
+        PatternRecognizer(
+            "ipv4", "IP_ADDRESS", _IPV4, 0.7, validator=valid_ipv4, gate=r"\d\.\d",
+            context=("ip", "address", "host", "server", "client", "from"),
+            explanation="IPv4 address",
+        ),
+        PatternRecognizer(
+            "ipv6", "IP_ADDRESS", _IPV6, 0.75, validator=valid_ipv6, gate=":",
+            explanation="IPv6 address",
+        ),
+        PatternRecognizer(
+            "credit_card", "CREDIT_CARD", _CARD, 0.7, validator=valid_card, gate=r"\d{4}",
+            context=PAYMENT_CONTEXT, explanation="card number (Luhn and issuer prefix)",
+        ),
+        PatternRecognizer(
+            "iban", "IBAN_CODE", _IBAN, 0.85, validator=iban.is_valid, gate=r"[A-Za-z]{2}\d\d",
+            context=IBAN_CONTEXT, negative_context=False,
+            explanation="IBAN (ISO 13616 check digits)",
+        ),
+        PatternRecognizer(
+            "us_ssn", "US_SSN", _SSN, 0.6, validator=valid_ssn, gate=r"\d{3}[\- ]\d\d",
+            context=SSN_CONTEXT, explanation="US social security number",
+        ),
+        PatternRecognizer(
+            "us_ssn_bare", "US_SSN", _SSN_BARE, 0.3, validator=valid_ssn, gate=r"\d{9}",
+            context=SSN_CONTEXT, context_required=True,
+            explanation="nine digits after an SSN context word",
+        ),
+        PatternRecognizer(
+            "us_passport", "US_PASSPORT", rf"{B}(?:[A-Z][0-9]{{8}}|[0-9]{{9}}){E}", 0.3,
+            gate=r"\d{8}", context=PASSPORT_CONTEXT, context_required=True,
+            explanation="passport number after a passport context word",
+        ),
+        PatternRecognizer(
+            "us_driver_license", "US_DRIVER_LICENSE",
+            rf"{B}(?:[A-Z][0-9]{{3,14}}|[A-Z]{{2}}[0-9]{{5,12}}|[0-9]{{3,4}}-[0-9]{{2,3}}-[0-9]{{3,4}}"
+            rf"|[0-9]{{6,13}}){E}",
+            0.3, gate=r"\d{3}", context=DRIVER_CONTEXT, context_required=True,
+            explanation="licence number after a driver's licence context word",
+        ),
+        PatternRecognizer(
+            "uk_nhs", "UK_NHS", _NHS, 0.3, validator=nhs.is_valid, gate=r"\d{3}",
+            context=NHS_CONTEXT, explanation="NHS number (modulus 11)",
+        ),
+        PatternRecognizer(
+            "crypto_btc", "CRYPTO", _BTC, 0.75, validator=bitcoin.is_valid,
+            gate=r"bc1|(?<![\w])[13][a-km-zA-HJ-NP-Z1-9]{25}", context=CRYPTO_CONTEXT,
+            explanation="Bitcoin address (Base58Check or Bech32)",
+        ),
+        PatternRecognizer(
+            "crypto_eth", "CRYPTO", _ETH, 0.6, validator=valid_eth, gate="0x",
+            context=CRYPTO_CONTEXT, explanation="Ethereum address",
+        ),
+        PatternRecognizer(
+            "medical_dea", "MEDICAL_LICENSE", rf"{B}[ABCDEFGHJKLMPRSTUX][A-Z9][0-9]{{7}}{E}",
+            0.3, gate=r"\d{7}", context=MEDICAL_CONTEXT, context_required=True,
+            explanation="DEA registration number after a licence context word",
+        ),
+        PatternRecognizer(
+            "medical_npi", "MEDICAL_LICENSE", rf"{B}[12][0-9]{{9}}{E}", 0.3,
+            validator=valid_npi, gate=r"\d{10}", context=MEDICAL_CONTEXT,
+            context_required=True, explanation="National Provider Identifier (Luhn)",
+        ),
+    ]
+
+
+__all__ = ["structured_recognizers", "valid_card", "valid_ipv4", "valid_ipv6"]

@@ -1,0 +1,122 @@
+"""Phone numbers: a loose candidate pattern, then Google's libphonenumber decides.
+
+Numbers written with a country code are checked on their own; national formats are tried
+against the regions of the text's language, and against many more regions only when a phone
+context word is near (a bare "0490 39 07 81" is valid somewhere in the world far too often).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import phonenumbers
+
+from tsuba.guards.pii.recognizer import TextContext, words_pattern
+from tsuba.guards.types import Finding
+
+_CANDIDATE = re.compile(
+    r"(?<![\w+.\-/:@#])(?:\+|00)?\(?[0-9](?:[ \t().\-/]{0,3}[0-9]){6,16}"
+    r"(?:[ \t]{0,2}(?:x|ext\.?|extension|#)[ \t]{0,2}[0-9]{1,5})?(?![\w\-/]|\.[0-9]|:[0-9])"
+)
+_DATE_LIKE = re.compile(
+    r"^(?:[0-9]{4}[\-/.][0-9]{1,2}[\-/.][0-9]{1,2}|[0-9]{1,2}[\-/.][0-9]{1,2}[\-/.][0-9]{2,4})"
+)
+_DOTTED_QUAD = re.compile(r"^[0-9]{1,3}(?:\.[0-9]{1,3}){2,}$")
+
+LANGUAGE_REGIONS: dict[str, tuple[str, ...]] = {
+    "en": ("US", "GB", "CA", "AU", "IE", "NZ"),
+    "de": ("DE", "AT", "CH"),
+    "fr": ("FR", "BE", "CH", "CA"),
+    "es": ("ES", "MX", "AR", "CO"),
+    "ja": ("JP",),
+    "it": ("IT", "CH"),
+    "nl": ("NL", "BE"),
+    "pt": ("PT", "BR"),
+}
+# Tried only with a phone context word nearby.
+WIDE_REGIONS = (
+    "US", "GB", "DE", "FR", "ES", "IT", "NL", "BE", "AT", "CH", "JP", "IE", "PT", "SE", "NO",
+    "DK", "FI", "PL", "CZ", "SK", "HU", "RO", "BG", "GR", "HR", "SI", "EE", "LV", "LT", "LU",
+    "IS", "AU", "NZ", "CA", "MX", "BR", "AR", "IN", "ZA", "UY", "CY", "MT",
+)
+PHONE_CONTEXT = (
+    "phone", "telephone", "tel", "tel.", "mobile", "cell", "call", "fax", "number", "contact",
+    "whatsapp", "sms", "text me", "reach me", "telefon", "handy", "rufnummer", "téléphone",
+    "portable", "appeler", "numéro", "teléfono", "móvil", "llamar", "número", "telefono",
+    "cellulare", "telefoonnummer", "電話", "携帯", "連絡先",
+)
+_CONTEXT = words_pattern(PHONE_CONTEXT)
+
+
+class PhoneRecognizer:
+    name = "phone"
+    entities = ("PHONE_NUMBER",)
+    languages: frozenset[str] | None = None
+
+    def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        for match in _CANDIDATE.finditer(text):
+            raw = match.group()
+            digits = sum(c.isdigit() for c in raw)
+            if not 7 <= digits <= 15 or _DATE_LIKE.match(raw) or _DOTTED_QUAD.match(raw):
+                continue
+            start, end = match.span()
+            finding = self._check(ctx, raw, start, end)
+            if finding is not None:
+                yield finding
+
+    def _check(  # noqa: PLR0911 - one return per verdict reads best
+        self, ctx: TextContext, raw: str, start: int, end: int
+    ) -> Finding | None:
+        has_context = _CONTEXT is not None and _CONTEXT.search(ctx.window(start, end)) is not None
+        international = raw.startswith(("+", "00"))
+        if international:
+            verdict = _check_number(raw if raw.startswith("+") else "+" + raw[2:], None)
+            if verdict == _VALID:
+                return _finding(start, end, 0.75, has_context, "international number")
+            if verdict == _POSSIBLE:
+                return _finding(start, end, 0.55, has_context, "possible international number")
+            return None
+        plain = raw.replace(" ", "").replace("-", "")
+        if plain.isdigit() and " " not in raw and "-" not in raw and not has_context:
+            return None  # an unformatted run of digits is an id far more often than a phone
+        possible = ""
+        for region in LANGUAGE_REGIONS.get(ctx.language, LANGUAGE_REGIONS["en"]):
+            verdict = _check_number(raw, region)
+            if verdict == _VALID:
+                return _finding(start, end, 0.55, has_context, f"valid number in {region}")
+            if verdict == _POSSIBLE and not possible:
+                possible = region
+        if has_context:
+            for region in WIDE_REGIONS:
+                if _check_number(raw, region) == _VALID:
+                    return _finding(start, end, 0.3, True, f"valid number in {region}")
+        if possible and _FORMATTED.match(raw):
+            return _finding(start, end, 0.35, has_context, f"possible number in {possible}")
+        return None
+
+
+def _finding(start: int, end: int, score: float, context: bool, why: str) -> Finding:
+    if context:
+        score += 0.3
+        why += "; context word nearby"
+    return Finding(start, end, "PHONE_NUMBER", min(score, 1.0), "phone", why)
+
+
+_VALID, _POSSIBLE, _INVALID = 2, 1, 0
+# Grouped the way people write phone numbers: (555) 123-4567, 555-123-4567, 0171 234 5678.
+_FORMATTED = re.compile(
+    r"^(?:\([0-9]{2,5}\)[ \-]?|[0-9]{2,5}[ \-.])[0-9]{2,4}(?:[ \-.][0-9]{2,5}){1,3}"
+)
+
+
+def _check_number(raw: str, region: str | None) -> int:
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return _INVALID
+    if phonenumbers.is_valid_number(number):
+        return _VALID
+    if phonenumbers.is_possible_number(number):
+        return _POSSIBLE
+    return _INVALID

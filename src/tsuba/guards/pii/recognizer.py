@@ -1,0 +1,182 @@
+"""Recognizers: a pattern finds candidates, a validator confirms them, context adjusts the score.
+
+Context words near a candidate raise its score (a nine-digit number after "passport" is
+likely a passport number); negative context words lower it ("version", "order", "commit").
+A recognizer marked ``context_required`` reports nothing without a context word, which is
+how weak formats (nine bare digits) avoid flagging every order id.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tsuba.guards.types import Finding
+
+Validator = Callable[[str], bool]
+
+CONTEXT_BEFORE = 48  # characters of context read before a candidate
+CONTEXT_AFTER = 24  # and after it
+CONTEXT_BOOST = 0.35
+NEGATIVE_PENALTY = 0.45
+
+# Words that say a number or token is machine data, not a person's: shared by every recognizer.
+NEGATIVE_CONTEXT = (
+    "version",
+    "v.",
+    "build",
+    "release",
+    "commit",
+    "sha",
+    "hash",
+    "checksum",
+    "digest",
+    "uuid",
+    "guid",
+    "order",
+    "invoice",
+    "ticket",
+    "tracking",
+    "request id",
+    "trace",
+    "span",
+    "pid",
+    "port",
+    "bytes",
+    "kb",
+    "mb",
+    "gb",
+    "sku",
+    "serial",
+    "isbn",
+)
+
+
+class Recognizer(Protocol):
+    """Anything that finds entities in a text."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def entities(self) -> tuple[str, ...]: ...
+
+    @property
+    def languages(self) -> frozenset[str] | None:  # None: every language
+        ...
+
+    def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]: ...
+
+
+class TextContext:
+    """Per-call state shared by recognizers: the lower-cased text and cached gate results."""
+
+    __slots__ = ("_gates", "language", "lower", "text")
+
+    def __init__(self, text: str, language: str) -> None:
+        self.text = text
+        self.lower = text.lower()
+        self.language = language
+        self._gates: dict[str, bool] = {}
+
+    def gate(self, pattern: re.Pattern[str]) -> bool:
+        """Whether ``pattern`` occurs anywhere in the text, computed once per call."""
+        hit = self._gates.get(pattern.pattern)
+        if hit is None:
+            hit = pattern.search(self.text) is not None
+            self._gates[pattern.pattern] = hit
+        return hit
+
+    def window(self, start: int, end: int) -> str:
+        return self.lower[max(0, start - CONTEXT_BEFORE) : end + CONTEXT_AFTER]
+
+    def before(self, start: int, size: int = CONTEXT_BEFORE) -> str:
+        return self.lower[max(0, start - size) : start]
+
+
+def words_pattern(words: Sequence[str]) -> re.Pattern[str] | None:
+    """One alternation matching any of ``words`` as whole words (case-folded)."""
+    cleaned = sorted({w.lower() for w in words if w}, key=len, reverse=True)
+    if not cleaned:
+        return None
+    alts = "|".join(re.escape(w) for w in cleaned)
+    return re.compile(rf"(?<!\w)(?:{alts})(?!\w)")
+
+
+_NEGATIVE = words_pattern(NEGATIVE_CONTEXT)
+
+
+@dataclass
+class PatternRecognizer:
+    """A regular expression, an optional validator and context words for one entity type.
+
+    ``group`` selects the capture group that is the entity; ``gate`` is a cheap pattern that
+    must occur in the text before the main pattern runs at all.
+    """
+
+    name: str
+    entity: str
+    pattern: str
+    score: float
+    validator: Validator | None = None
+    context: Sequence[str] = ()
+    context_required: bool = False
+    languages: frozenset[str] | None = None
+    group: int = 0
+    flags: int = 0
+    gate: str | None = None
+    negative_context: bool = True
+    explanation: str = ""
+    normalize: Callable[[str], str] | None = None
+    _regex: re.Pattern[str] = field(init=False, repr=False)
+    _gate: re.Pattern[str] | None = field(init=False, repr=False)
+    _context: re.Pattern[str] | None = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._regex = re.compile(self.pattern, self.flags)
+        self._gate = re.compile(self.gate) if self.gate else None
+        self._context = words_pattern(self.context)
+
+    @property
+    def entities(self) -> tuple[str, ...]:
+        return (self.entity,)
+
+    def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        if self._gate is not None and not ctx.gate(self._gate):
+            return
+        for match in self._regex.finditer(text):
+            start, end = match.span(self.group)
+            if start == end:
+                continue
+            value = match.group(self.group)
+            if self.validator is not None:
+                candidate = self.normalize(value) if self.normalize else value
+                if not self.validator(candidate):
+                    continue
+            finding = self.score_candidate(ctx, start, end)
+            if finding is not None:
+                yield finding
+
+    def score_candidate(self, ctx: TextContext, start: int, end: int) -> Finding | None:
+        score = self.score
+        why = [self.explanation or f"matched {self.name}"]
+        window = ctx.window(start, end) if (self._context or self.negative_context) else ""
+        has_context = self._context is not None and self._context.search(window) is not None
+        if has_context:
+            score += CONTEXT_BOOST
+            why.append("context word nearby")
+        elif self.context_required:
+            return None
+        if (
+            self.negative_context
+            and not has_context
+            and _NEGATIVE is not None
+            and _NEGATIVE.search(ctx.before(start, 24))
+        ):
+            score -= NEGATIVE_PENALTY
+            why.append("machine-data word nearby")
+        if score <= 0:
+            return None
+        return Finding(start, end, self.entity, min(score, 1.0), self.name, "; ".join(why))
