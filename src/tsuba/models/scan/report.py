@@ -124,8 +124,9 @@ class Report:
         return sum(r.size for r in self.files)
 
     def unsafe(self, threshold: Severity = Severity.MEDIUM) -> bool:
-        worst = self.max_severity
-        return worst is not None and worst >= threshold
+        """Findings at or above ``threshold`` in a file that could be read."""
+        return any(f.severity >= threshold for r in self.files if not r.unreadable
+                   for f in r.findings)
 
     def exit_code(self, threshold: Severity = Severity.MEDIUM) -> int:
         """0 clean, 1 findings at or above ``threshold``, 2 when a file could not be read."""
