@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import orjson
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
@@ -38,7 +37,7 @@ from tsuba.gateway.pipeline import Exchange, Gateway
 from tsuba.gateway.sessions import HEADER as SESSION_HEADER
 from tsuba.gateway.sessions import Session
 from tsuba.gateway.streaming import DONE, GuardedStream, SseSplitter, event_data, frame
-from tsuba.gateway.upstreams import Upstream, upstream_error
+from tsuba.gateway.upstreams import Upstream, UpstreamStream, upstream_error
 from tsuba.gateway.validation import (
     ROUTE_ADAPTERS,
     BodyTooLarge,
@@ -177,7 +176,9 @@ def _session_tag(session_id: str) -> str:
 async def _send_json(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
 ) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [_JSON, *headers]})
+    length = (b"content-length", str(len(body)).encode())
+    await send({"type": "http.response.start", "status": status,
+                "headers": [_JSON, length, *headers]})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
@@ -537,7 +538,7 @@ class StreamRelay:
             ex.upstream_status = resp.status_code
             m.UPSTREAM.labels(upstream.name, str(resp.status_code)).inc()
             if resp.status_code != 200:
-                data = await _read_limited(resp)
+                data = await resp.read(_MAX_UPSTREAM_ERROR)
                 raise upstream_error(upstream.name, resp.status_code, data, resp.headers)
             await self.send({"type": "http.response.start", "status": 200,
                              "headers": [*_SSE, *call.headers()]})
@@ -546,12 +547,6 @@ class StreamRelay:
                 await self._pump(resp)
             except ClientGone:
                 gone = True
-            except httpx.TimeoutException as exc:
-                failure = upstream.timeout_error(exc)
-            except httpx.TransportError:
-                failure = e.UpstreamError(
-                    f"upstream '{upstream.name}' broke off the stream before it ended"
-                )
             except (ContentBlocked, e.UpstreamError) as exc:
                 failure = exc
             finally:
@@ -568,10 +563,10 @@ class StreamRelay:
             return
         await self._finish()
 
-    async def _pump(self, resp: httpx.Response) -> None:
+    async def _pump(self, resp: UpstreamStream) -> None:
         splitter = SseSplitter()
         upstream = self.call.upstream.name
-        async for raw in resp.aiter_raw():
+        async for raw in resp.chunks():
             for event in splitter.feed(raw):
                 payload = event_data(event)
                 if payload is None:
@@ -667,18 +662,6 @@ def _collect(texts: dict[int, list[str]], chunk: dict[str, Any], route: str) -> 
         piece = (c.get("delta") or {}).get("content") if route == "chat" else c.get("text")
         if isinstance(piece, str) and piece:
             texts.setdefault(int(c.get("index", 0)), []).append(piece)
-
-
-async def _read_limited(resp: httpx.Response) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    with contextlib.suppress(httpx.HTTPError):
-        async for chunk in resp.aiter_raw():
-            parts.append(chunk)
-            size += len(chunk)
-            if size > _MAX_UPSTREAM_ERROR:
-                break
-    return b"".join(parts)
 
 
 # -- models ---------------------------------------------------------------------------------

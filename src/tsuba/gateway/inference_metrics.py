@@ -49,3 +49,6 @@ AUDIT_FAILURES = Counter(
 )
 SESSIONS = Counter("tsuba_gateway_sessions_total", "Session operations", ["op"])
 IO_LOG = Counter("tsuba_gateway_io_log_records_total", "I/O log records", ["op"])
+BUS_FAILURES = Counter(
+    "tsuba_gateway_bus_failures_total", "Request events the bus failed to take (audited)"
+)

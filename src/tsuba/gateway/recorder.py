@@ -4,7 +4,9 @@
 own.  At thousands of requests a second that is two fsyncs per request, so the gateway
 records the same way in batches: one writer thread takes every event queued while its
 previous commit ran, appends them to the audit log in one transaction, then publishes them
-to the bus in one more: audit first, then bus, as ``Platform.record`` does.
+to the bus in one more: audit first, then bus, as ``Platform.record`` does.  Requests wait
+for the audit commit only: the audit log is the durable record, and the bus (which feeds
+detections) follows a moment later.
 
 With ``audit.durability = "durable"`` a request waits for its batch before its response
 completes; with ``"async"`` it does not (its record lands a moment later, and is lost if
@@ -115,11 +117,6 @@ class EventRecorder:
                 )
                 m.AUDIT_FAILURES.inc(len(events))
                 log.error("audit append of %d events failed: %s", len(events), error)
-            if error is None:
-                try:
-                    self.platform.bus.publish_many(events)
-                except Exception as exc:  # audited already; the bus is best effort past that
-                    log.error("bus publish of %d events failed: %s", len(events), exc)
             by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
             for item in batch:
                 if item.future is not None and item.loop is not None:
@@ -127,3 +124,9 @@ class EventRecorder:
             for loop, items in by_loop.items():
                 with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
                     loop.call_soon_threadsafe(_resolve, items, error)
+            if error is None:
+                try:
+                    self.platform.bus.publish_many(events)
+                except Exception as exc:  # in the audit log already; the bus may lag
+                    m.BUS_FAILURES.inc(len(events))
+                    log.error("bus publish of %d events failed: %s", len(events), exc)
