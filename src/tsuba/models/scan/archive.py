@@ -225,21 +225,25 @@ class ZipArchive:
                     f"zip declares {declared} bytes of content, over the limit", loc)
 
     def _hidden_local_entries(self, start: int, cd_start: int) -> None:
-        """Local headers that no directory entry points at: streaming readers see them."""
-        known = {e.header_offset for e in self.entries}
-        view = self.view
-        pos = view.find(_LOCAL, start)
-        checked = 0
-        while 0 <= pos < cd_start and checked < 10_000:
-            checked += 1
-            if pos not in known and not any(
-                e.data_offset <= pos < e.data_offset + e.compressed_size for e in self.entries
-            ):
+        """Local headers that no directory entry points at, in the gaps between entries:
+        streaming readers see an entry there that the others do not.  Entry data is not
+        searched, so the cost does not grow with the size of the weights."""
+        known = sorted((e.header_offset, max(e.data_offset, e.header_offset + 30)
+                        + e.compressed_size) for e in self.entries if e.data_offset >= 0)
+        gaps, cursor = [], start
+        for head, end in known:
+            if head > cursor:
+                gaps.append((cursor, head))
+            cursor = max(cursor, end)
+        if cd_start > cursor:
+            gaps.append((cursor, cd_start))
+        for a, b in gaps:
+            pos = self.view.find(_LOCAL, a)
+            if 0 <= pos < b:
                 self.ctx.add("archive.parser-mismatch", Severity.MEDIUM,
                              "local file header outside the central directory: streaming "
                              "readers see an entry the others do not", self.location, pos)
                 return
-            pos = view.find(_LOCAL, pos + 4)
 
     def _local_only(self) -> None:
         """No directory: list entries from local headers so their data is still scanned."""
