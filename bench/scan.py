@@ -93,7 +93,7 @@ def build_corpus(root: Path, quick: bool) -> tuple[list[tuple[Path, str]], list[
         (ben_dir / name).write_bytes(data)
         benign.append(ben_dir / name)
 
-    import numpy as np
+    import numpy as np  # noqa: PLC0415 (optional library)
 
     put("arrays.pkl", pickle.dumps({"a": np.arange(1000.0), "b": np.ones((4, 4))}, protocol=4))
     buf = io.BytesIO()
@@ -103,7 +103,7 @@ def build_corpus(root: Path, quick: bool) -> tuple[list[tuple[Path, str]], list[
     np.savez(buf, a=np.arange(10), b=np.zeros(3))
     put("arrays.npz", buf.getvalue())
     try:
-        import torch
+        import torch  # noqa: PLC0415 (optional library)
 
         net = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
         for name, kw in (("state_dict.pt", {}),
@@ -117,15 +117,15 @@ def build_corpus(root: Path, quick: bool) -> tuple[list[tuple[Path, str]], list[
     except ImportError:
         pass
     try:
-        from safetensors.numpy import save
+        from safetensors.numpy import save  # noqa: PLC0415 (optional library)
 
         put("model.safetensors", save({"w": np.zeros((8, 8), dtype=np.float32)}))
     except ImportError:
         pass
     try:
-        import joblib
-        from sklearn.ensemble import RandomForestClassifier
-        from sklearn.linear_model import LogisticRegression
+        import joblib  # noqa: PLC0415 (optional library)
+        from sklearn.ensemble import RandomForestClassifier  # noqa: PLC0415 (optional library)
+        from sklearn.linear_model import LogisticRegression  # noqa: PLC0415 (optional library)
 
         x = np.random.default_rng(0).random((60, 4))
         y = (x[:, 0] > 0.5).astype(int)
@@ -139,7 +139,7 @@ def build_corpus(root: Path, quick: bool) -> tuple[list[tuple[Path, str]], list[
     except ImportError:
         pass
     try:
-        from onnx import TensorProto, helper
+        from onnx import TensorProto, helper  # noqa: PLC0415 (optional library)
 
         node = helper.make_node("Relu", ["x"], ["y"])
         graph = helper.make_graph(
@@ -152,7 +152,7 @@ def build_corpus(root: Path, quick: bool) -> tuple[list[tuple[Path, str]], list[
 
 
 def build_large(root: Path, size: int) -> dict[str, Path]:
-    import numpy as np
+    import numpy as np  # noqa: PLC0415 (optional library)
 
     out: dict[str, Path] = {}
     chunk = 16 << 20
@@ -162,14 +162,14 @@ def build_large(root: Path, size: int) -> dict[str, Path]:
     with open(out["plain pickle of numpy arrays"], "wb") as fh:
         pickle.dump(arrays, fh, protocol=4)
     try:
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save_file  # noqa: PLC0415 (optional library)
 
         out["safetensors"] = root / "large.safetensors"
         save_file(arrays, str(out["safetensors"]))
     except ImportError:
         pass
     try:
-        import torch
+        import torch  # noqa: PLC0415 (optional library)
 
         out["pytorch checkpoint"] = root / "large.pt"
         torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, out["pytorch checkpoint"])

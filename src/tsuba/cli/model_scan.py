@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
     app.command("scan")(scan)
 
 
-def scan(
+def scan(  # noqa: PLR0917 -- typer maps each parameter to an option
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to scan.")],
     fmt: Annotated[
         ScanFormat, typer.Option("--format", "-f", help="Output format.", case_sensitive=False)

@@ -46,7 +46,7 @@ def test_nested_archives_are_scanned_to_the_bottom() -> None:
     outer = zip_bytes({"x.tar.gz": tar.getvalue()})
     result = scan_bytes(outer, "outer.zip")
     assert result.max_severity is Severity.CRITICAL
-    crit = [f for f in result.findings if f.severity is Severity.CRITICAL][0]
+    crit = next(f for f in result.findings if f.severity is Severity.CRITICAL)
     assert crit.location.endswith("!x.tar.gz!gzip!inner.zip!deep/model.bin")
 
 

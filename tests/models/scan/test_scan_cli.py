@@ -54,7 +54,7 @@ def test_json_output(cli, folder: Path) -> None:  # type: ignore[no-untyped-def]
     data = res.json()
     assert res.code == 1
     assert data["summary"]["max_severity"] == "critical"
-    evil = [f for f in data["files"] if f["path"].endswith("evil.bin")][0]
+    evil = next(f for f in data["files"] if f["path"].endswith("evil.bin"))
     assert evil["format"] == "pickle"
     assert {x["rule"] for x in evil["findings"]} >= {"pickle.dangerous-import"}
 

@@ -11,12 +11,14 @@ flags, CRCs, duplicates, overlaps, data outside the directory) as a finding.
 from __future__ import annotations
 
 import bz2
+import itertools
 import lzma
 import struct
 import tarfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tsuba.models.scan.context import ScanContext
 from tsuba.models.scan.report import Severity
@@ -65,7 +67,7 @@ class ZipArchive:
 
     # -- parsing ----------------------------------------------------------------------------
 
-    def parse(self) -> bool:
+    def parse(self) -> bool:  # noqa: PLR0911, PLR0912 -- one check per structure field
         """Read the central directory; False (with a finding) when the loaders could not."""
         ctx, view, loc = self.ctx, self.view, self.location
         size = len(view)
@@ -100,7 +102,7 @@ class ZipArchive:
                 "<4sQ2H2L4Q", z64
             )
             eocd = eocd - 20 - 56
-        elif 0xFFFF == n_total or 0xFFFFFFFF in (cd_size, cd_offset):
+        elif n_total == 0xFFFF or 0xFFFFFFFF in (cd_size, cd_offset):
             ctx.unparseable(loc, "zip64 sizes without a zip64 end record", eocd,
                             rule="archive.malformed")
             return False
@@ -149,7 +151,7 @@ class ZipArchive:
         self.ok = True
         return True
 
-    def _check_entries(self, cd_start: int) -> None:
+    def _check_entries(self, cd_start: int) -> None:  # noqa: PLR0912 -- one check per header field
         ctx, view, loc = self.ctx, self.view, self.location
         seen: dict[str, int] = {}
         spans: list[tuple[int, int, str]] = []
@@ -214,7 +216,7 @@ class ZipArchive:
             declared += e.size
             spans.append((e.header_offset, e.data_offset + e.compressed_size, e.name))
         spans.sort()
-        for (a0, a1, an), (b0, _b1, bn) in zip(spans, spans[1:], strict=False):
+        for (_a0, a1, an), (b0, _b1, bn) in itertools.pairwise(spans):
             if b0 < a1:
                 ctx.add("archive.bomb", Severity.HIGH,
                         f"entries {an!r} and {bn!r} overlap (a zip bomb reuses data this way)",
@@ -392,7 +394,7 @@ def scan_members(ctx: ScanContext, archive: ZipArchive, depth: int,
             ctx.nested(data, f"{archive.location}!{e.name}", depth + 1)
 
 
-def scan_tar(ctx: ScanContext, view: View, location: str, depth: int) -> str:
+def scan_tar(ctx: ScanContext, view: View, location: str, depth: int) -> str:  # noqa: PLR0912 -- one check per member kind
     import io  # noqa: PLC0415
 
     raw = view.tobytes() if len(view) <= ctx.limits.max_member_bytes else None
@@ -480,7 +482,7 @@ def _decompress(view: View, kind: str, cap: int) -> bytes:
     raise ValueError(f"unknown stream {kind}")
 
 
-def _stream(d: object, view: View, cap: int) -> bytes:
+def _stream(d: Any, view: View, cap: int) -> bytes:
     out = bytearray()
     pos, step = view.start, 1 << 20
     while pos < view.end and len(out) < cap:
@@ -491,9 +493,9 @@ def _stream(d: object, view: View, cap: int) -> bytes:
             while d.unconsumed_tail and len(out) < cap:
                 out += d.decompress(d.unconsumed_tail, cap - len(out))
         else:
-            out += d.decompress(chunk, max_length=cap - len(out))  # type: ignore[attr-defined]
-            while not d.needs_input and not d.eof and len(out) < cap:  # type: ignore[attr-defined]
-                out += d.decompress(b"", max_length=cap - len(out))  # type: ignore[attr-defined]
+            out += d.decompress(chunk, max_length=cap - len(out))
+            while not d.needs_input and not d.eof and len(out) < cap:
+                out += d.decompress(b"", max_length=cap - len(out))
         if getattr(d, "eof", False):
             break
     return bytes(out)

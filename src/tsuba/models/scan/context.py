@@ -51,7 +51,7 @@ class ScanContext:
     ) -> None:
         self.findings.append(Finding(rule, severity, message, location, offset, detail))
 
-    def add_once(
+    def add_once(  # noqa: PLR0917 -- mirrors Finding's fields
         self,
         key: str,
         rule: str,

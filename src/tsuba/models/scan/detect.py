@@ -57,7 +57,7 @@ _GGML_MAGICS = (b"lmgg", b"fmgg", b"tjgg", b"ggml", b"ggmf", b"ggjt")
 _ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
 
 
-def sniff(view: View) -> Format:
+def sniff(view: View) -> Format:  # noqa: PLR0911 -- one return per format
     size = len(view)
     if size == 0:
         return Format.EMPTY

@@ -21,7 +21,7 @@ _WRAPPERS = {("joblib.numpy_pickle", "NumpyArrayWrapper"),
 _TYPESTR = re.compile(r"^[<>|=]?([a-zA-Z])(\d*)")
 
 
-def array_hook(ctx: ScanContext, buf: RawBuffer, end: int, location: str, depth: int,
+def array_hook(ctx: ScanContext, buf: RawBuffer, end: int, location: str, depth: int,  # noqa: PLR0917 -- the walk's own coordinates
                base: int) -> BuildHook:
     def hook(obj: Call, state: object, pos: int) -> int | None:
         f = obj.func

@@ -146,7 +146,7 @@ def _function(ctx: ScanContext, module: str, name: str, location: str, path: str
                 location, path=path)
 
 
-def _module(ctx: ScanContext, module: str, cls: str, registered: object, location: str,
+def _module(ctx: ScanContext, module: str, cls: str, registered: object, location: str,  # noqa: PLR0917 -- the config node's fields
             path: str) -> None:
     why = _DANGEROUS_KERAS.get(module) or _dangerous_module(module)
     if why:

@@ -23,7 +23,7 @@ _TYPESTR = re.compile(r"^[<>|=]?([biufcmMOSUVa?])(\d*)(\[\w+\])?$")
 _DEFAULT_SIZE = {"b": 1, "?": 1, "O": 8, "M": 8, "m": 8}
 
 
-def scan_npy(ctx: ScanContext, view: View, location: str, depth: int) -> str:
+def scan_npy(ctx: ScanContext, view: View, location: str, depth: int) -> str:  # noqa: PLR0911, PLR0912 -- one check per header field
     head = view.head(12)
     if len(head) < 10:
         ctx.unparseable(location, "numpy file truncated inside its header")
@@ -86,7 +86,7 @@ def scan_npy(ctx: ScanContext, view: View, location: str, depth: int) -> str:
     return "numpy"
 
 
-def _descr_info(descr: object) -> tuple[int | None, bool]:
+def _descr_info(descr: object) -> tuple[int | None, bool]:  # noqa: PLR0911 -- one return per dtype form
     if isinstance(descr, str):
         m = _TYPESTR.match(descr)
         if not m:

@@ -80,7 +80,7 @@ class BytesRef:
 
 
 class ListV:
-    __slots__ = ("items", "dropped")
+    __slots__ = ("dropped", "items")
 
     def __init__(self, items: list[object] | None = None) -> None:
         self.items: list[object] = items if items is not None else []
@@ -215,7 +215,7 @@ def report_malformed(ctx: ScanContext, result: PickleResult, location: str, base
 
 
 class _Simulator:
-    def __init__(
+    def __init__(  # noqa: PLR0917 -- the walk's coordinates and options
         self,
         buf: RawBuffer,
         start: int,
@@ -330,7 +330,7 @@ class _Simulator:
             if sub.ok:
                 ctx.findings.extend(probe.findings)
 
-    def _loop(self, max_ops: int | None) -> None:  # noqa: C901, PLR0912, PLR0915
+    def _loop(self, max_ops: int | None) -> None:  # noqa: PLR0912, PLR0915
         buf, end, res = self.buf, self.end, self.result
         stack: list[object] = []
         marks: list[int] = []
@@ -569,9 +569,7 @@ class _Simulator:
                 push_bytes(uint(1), at)
             elif op == 0x42:  # BINBYTES
                 push_bytes(uint(4), at)
-            elif op == 0x8E:  # BINBYTES8
-                push_bytes(uint(8), at)
-            elif op == 0x96:  # BYTEARRAY8
+            elif op in (0x8E, 0x96):  # BINBYTES8, BYTEARRAY8
                 push_bytes(uint(8), at)
             elif op == 0x8D:  # BINUNICODE8
                 n = uint(8)

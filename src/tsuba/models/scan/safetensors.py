@@ -29,7 +29,7 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return out
 
 
-def scan_safetensors(ctx: ScanContext, view: View, location: str, depth: int) -> str:
+def scan_safetensors(ctx: ScanContext, view: View, location: str, depth: int) -> str:  # noqa: PLR0911, PLR0912 -- one check per header rule
     size = len(view)
     if size < 8:
         ctx.unparseable(location, "safetensors file shorter than its 8-byte header length")

@@ -188,7 +188,7 @@ def scan_legacy_stream(ctx: ScanContext, view: View, location: str, depth: int,
                     pos - view.start)
 
 
-def scan_legacy_tar_member(ctx: ScanContext, view: View, location: str, name: str,
+def scan_legacy_tar_member(ctx: ScanContext, view: View, location: str, name: str,  # noqa: PLR0911 -- one exit per record defect
                            depth: int) -> None:
     """Members of the tar format: ``pickle`` is one pickle; ``storages`` and ``tensors``
     interleave pickles with raw records, all read with the full unpickler."""
