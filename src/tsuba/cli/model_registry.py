@@ -30,7 +30,7 @@ from tsuba.models.sign import (
 RefArg = Annotated[str, typer.Argument(help="NAME:VERSION (NAME alone: its newest version).")]
 ExactRefArg = Annotated[str, typer.Argument(help="NAME:VERSION.")]
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why (kept and recorded).")]
-_COLUMNS = ["name", "version", "status", "files", "bytes", "scan", "created_at", "created_by"]
+_COLUMNS = ["name", "version", "status", "files", "scan", "created_by"]
 
 
 def register(app: typer.Typer) -> None:
