@@ -106,6 +106,8 @@ class AddressRecognizer:
         ]
 
     def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        if ctx.digits()[0] == 0:
+            return  # every address pattern holds a house number or a postcode
         for pattern, score, why, tail in self._patterns:
             for m in pattern.finditer(text):
                 start, end = m.span()

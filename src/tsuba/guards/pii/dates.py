@@ -50,6 +50,13 @@ _NUMERIC = re.compile(
     r"|(?P<ys>[12][0-9]{3})/(?P<ms>[01]?[0-9])/(?P<ds>[0-3]?[0-9])"
     r")(?![\w\-/]|\.[0-9])"
 )
+_DIGITS = re.compile(r"[0-9]+")
+_WINDOW = 32
+# The one or two words right before a number: where "March 3" or "3 de marzo de 2020" starts.
+_WORDS_BEFORE = re.compile(
+    r"(?:([^\W\d_]{3,12})\.?,?[ \t]+)?([^\W\d_]{2,12})\.?,?[ \t]+\Z"
+)
+_YEAR_RE = re.compile(_YEAR)
 _JAPANESE = re.compile(
     r"(?:(?:令和|平成|昭和)[0-9０-９元]{1,2}|[0-9０-９]{4})年[0-9０-９]{1,2}月(?:[0-9０-９]{1,2}日)?"
 )
@@ -83,6 +90,9 @@ class DateRecognizer:
     languages: frozenset[str] | None = None
 
     def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        total, _ = ctx.digits()
+        if total == 0 and not any("０" <= c <= "９" for c in text if c > "\u3000"):
+            return
         yield from self._numeric(text, ctx)
         yield from self._textual(text, ctx)
         for match in _JAPANESE.finditer(text):
@@ -119,12 +129,23 @@ class DateRecognizer:
             yield self._finding(ctx, start, end, 0.6, "calendar date")
 
     def _textual(self, text: str, ctx: TextContext) -> Iterable[Finding]:
-        for match in _TEXTUAL.finditer(text):
-            value = match.group()
-            if not any(c.isdigit() for c in value):
-                continue
-            score = 0.65 if re.search(_YEAR, value) else 0.5
-            yield self._finding(ctx, match.start(), match.end(), score, "date with a month name")
+        # A textual date holds a number: look only around the digit runs, not the whole text.
+        seen: set[tuple[int, int]] = set()
+        for run in _DIGITS.finditer(text):
+            starts = [run.start()]
+            before = _WORDS_BEFORE.search(ctx.lower, max(0, run.start() - _WINDOW), run.start())
+            if before is not None:
+                starts.extend(before.start(g) for g in (1, 2) if before.group(g))
+            for start in starts:
+                match = _TEXTUAL.match(text, start)
+                if match is None:
+                    continue
+                span = match.span()
+                if span in seen or not (span[0] <= run.start() and run.end() <= span[1]):
+                    continue
+                seen.add(span)
+                score = 0.65 if _YEAR_RE.search(match.group()) else 0.5
+                yield self._finding(ctx, span[0], span[1], score, "date with a month name")
 
     @staticmethod
     def _is_log_timestamp(text: str, start: int, clock: re.Match[str]) -> bool:

@@ -61,6 +61,17 @@ def gazetteer() -> Gazetteer:
     return _cache[0]
 
 
+_UPPER = (
+    "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĲĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
+)
+_CAPWORD = rf"[{_UPPER}](?:[^\W\d_]|['’\-](?=[^\W\d_])){{0,40}}"
+_CONNECTOR_RE = "(?:van|von|der|den|de|da|das|del|della|di|du|le|la|bin|ibn|al|el|ter|ten|zu|dos|y|e)"
+# A run of capitalised words, initials ("J.") and name particles between them.
+_CAP_RUN = re.compile(
+    rf"(?<![\w'’\-])(?:[{_UPPER}]\.|{_CAPWORD})"
+    rf"(?:[ ](?:{_CONNECTOR_RE}[ ]){{0,2}}(?:[{_UPPER}]\.|{_CAPWORD})){{0,5}}"
+)
+_PREV_WORD = re.compile(r"([^\W\d_]+)\.?[ \t]*\Z")
 _TOKEN = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-](?=[^\W\d_])){0,40}\.?")
 CONNECTORS = frozenset(
     """
@@ -112,21 +123,23 @@ class _Tok:
     text: str
     key: str  # lower-cased, trailing period and possessive removed
     cap: bool
+    possessive: bool = False
 
 
-def _tokens(text: str) -> list[_Tok]:
+def _tokens(text: str, start: int, end: int) -> list[_Tok]:
     toks = []
-    for m in _TOKEN.finditer(text):
+    for m in _TOKEN.finditer(text, start, end):
         raw = m.group()
         word = raw[:-1] if raw.endswith(".") and len(raw) > 2 else raw
         end = m.start() + len(word)
-        if word.endswith(("'s", "’s")):
+        possessive = word.endswith(("'s", "’s"))
+        if possessive:
             word, end = word[:-2], end - 2
         if not word:
             continue
         key = unicodedata.normalize("NFC", word.lower())
         cap = word[0].isupper()
-        toks.append(_Tok(m.start(), end, word, key, cap))
+        toks.append(_Tok(m.start(), end, word, key, cap, possessive))
     return toks
 
 
@@ -139,29 +152,23 @@ class NameRecognizer:
 
     def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
         gz = gazetteer()
-        toks = _tokens(text)
-        i = 0
-        while i < len(toks):
-            if not toks[i].cap or toks[i].key in CONNECTORS:
-                i += 1
-                continue
-            j = i + 1
-            while j < len(toks) and self._continues(text, toks, j):
-                j += 1
-            while j - 1 > i and not toks[j - 1].cap:
+        for run in _CAP_RUN.finditer(text):
+            toks = _tokens(text, run.start(), run.end())
+            prev = _PREV_WORD.search(text, max(0, run.start() - 16), run.start())
+            if prev is not None:
+                word = prev.group(1)
+                toks.insert(0, _Tok(prev.start(1), prev.end(1), word, word.lower(), False))
+            first = 1 if prev is not None else 0
+            j = len(toks)
+            for k in range(first, len(toks) - 1):
+                if toks[k].possessive:  # "Anna Berg's Cautionary Tales": the name ends at 's
+                    j = k + 1
+                    break
+            while j > 1 and not toks[j - 1].cap:
                 j -= 1  # never end on a connector
-            yield from self._run(text, ctx, gz, toks, i=i, j=j)
-            i = j
+            yield from self._run(text, ctx, gz, toks, i=first, j=j)
         if ctx.language == "ja" or _CJK_RUN.search(text):
             yield from self._japanese(text, gz)
-
-    @staticmethod
-    def _continues(text: str, toks: list[_Tok], j: int) -> bool:
-        prev, tok = toks[j - 1], toks[j]
-        gap = text[prev.end : tok.start]
-        if gap not in (" ", ". ") or (gap == ". " and len(prev.text) > 1):
-            return False
-        return tok.cap or (tok.key in CONNECTORS and j + 1 < len(toks) and toks[j + 1].cap)
 
     def _run(
         self, text: str, ctx: TextContext, gz: Gazetteer, toks: list[_Tok], *, i: int, j: int
@@ -175,6 +182,16 @@ class NameRecognizer:
             titled = True
             run = run[1:]
             sentence_start = False
+        place = self._place(gz, run) if run else None
+        if place is not None:
+            kind, p_start, p_end = place
+            leading = all(t.key in gz.common or not t.cap for t in run[:p_start])
+            if leading and p_end == len(run):
+                sub = run[p_start:]
+                found = self._place_finding(gz, sub, kind, ctx.before(sub[0].start, 28), titled)
+                if found is not None:
+                    yield found
+                    return
         # A sentence-initial ordinary word is not part of a name ("Please call Anna").
         while run and (run[0].key in gz.common and not self._known_person(gz, run[0])):
             run = run[1:]
@@ -187,21 +204,7 @@ class NameRecognizer:
         if not run:
             return
         before = ctx.before(run[0].start, 28)
-        place = self._place(gz, run)
-        if place is not None:
-            kind, p_start, p_end = place
-            if p_start == 0 and p_end == len(run):
-                place_finding = self._place_finding(gz, run, kind, before, titled)
-                if place_finding is not None:
-                    yield place_finding
-                    return
         yield from self._person(gz, run, before, titled=titled, sentence_start=sentence_start)
-        if place is not None:
-            kind, p_start, p_end = place
-            sub = run[p_start:p_end]
-            finding = self._place_finding(gz, sub, kind, ctx.before(sub[0].start, 28), False)
-            if finding is not None:
-                yield finding
 
     @staticmethod
     def _sentence_start(text: str, pos: int) -> bool:
@@ -254,7 +257,8 @@ class NameRecognizer:
     def _person(
         self, gz: Gazetteer, run: list[_Tok], before: str, *, titled: bool, sentence_start: bool
     ) -> Iterable[Finding]:
-        if len(run) > 4:
+        run = [t for t in run if t.cap]  # particles (van, de) count for neither side
+        if not run or len(run) > 4:
             return
         keys = [t.key for t in run]
         first = [k in gz.first and k not in gz.common for k in keys]

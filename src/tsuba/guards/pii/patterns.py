@@ -138,7 +138,7 @@ def structured_recognizers() -> list[PatternRecognizer]:
             explanation="URL",
         ),
         PatternRecognizer(
-            "ipv4", "IP_ADDRESS", _IPV4, 0.7, validator=valid_ipv4, gate=r"\d\.\d",
+            "ipv4", "IP_ADDRESS", _IPV4, 0.7, validator=valid_ipv4, gate=r"\d\.\d", min_digits=4,
             context=("ip", "address", "host", "server", "client", "from"),
             explanation="IPv4 address",
         ),
@@ -147,37 +147,37 @@ def structured_recognizers() -> list[PatternRecognizer]:
             explanation="IPv6 address",
         ),
         PatternRecognizer(
-            "credit_card", "CREDIT_CARD", _CARD, 0.7, validator=valid_card, gate=r"\d{4}",
+            "credit_card", "CREDIT_CARD", _CARD, 0.7, validator=valid_card, min_digits=12,
             context=PAYMENT_CONTEXT, explanation="card number (Luhn and issuer prefix)",
         ),
         PatternRecognizer(
             "iban", "IBAN_CODE", _IBAN, 0.85, validator=iban.is_valid, gate=r"[A-Za-z]{2}\d\d",
-            context=IBAN_CONTEXT, negative_context=False,
+            min_digits=6, context=IBAN_CONTEXT, negative_context=False,
             explanation="IBAN (ISO 13616 check digits)",
         ),
         PatternRecognizer(
-            "us_ssn", "US_SSN", _SSN, 0.6, validator=valid_ssn, gate=r"\d{3}[\- ]\d\d",
+            "us_ssn", "US_SSN", _SSN, 0.6, validator=valid_ssn, min_digits=9, min_run=4,
             context=SSN_CONTEXT, explanation="US social security number",
         ),
         PatternRecognizer(
-            "us_ssn_bare", "US_SSN", _SSN_BARE, 0.3, validator=valid_ssn, gate=r"\d{9}",
+            "us_ssn_bare", "US_SSN", _SSN_BARE, 0.3, validator=valid_ssn, min_run=9,
             context=SSN_CONTEXT, context_required=True,
             explanation="nine digits after an SSN context word",
         ),
         PatternRecognizer(
             "us_passport", "US_PASSPORT", rf"{B}(?:[A-Z][0-9]{{8}}|[0-9]{{9}}){E}", 0.3,
-            gate=r"\d{8}", context=PASSPORT_CONTEXT, context_required=True,
+            min_run=8, context=PASSPORT_CONTEXT, context_required=True,
             explanation="passport number after a passport context word",
         ),
         PatternRecognizer(
             "us_driver_license", "US_DRIVER_LICENSE",
             rf"{B}(?:[A-Z][0-9]{{3,14}}|[A-Z]{{2}}[0-9]{{5,12}}|[0-9]{{3,4}}-[0-9]{{2,3}}-[0-9]{{3,4}}"
             rf"|[0-9]{{6,13}}){E}",
-            0.3, gate=r"\d{3}", context=DRIVER_CONTEXT, context_required=True,
+            0.3, min_digits=6, min_run=2, context=DRIVER_CONTEXT, context_required=True,
             explanation="licence number after a driver's licence context word",
         ),
         PatternRecognizer(
-            "uk_nhs", "UK_NHS", _NHS, 0.3, validator=nhs.is_valid, gate=r"\d{3}",
+            "uk_nhs", "UK_NHS", _NHS, 0.3, validator=nhs.is_valid, min_digits=10, min_run=3,
             context=NHS_CONTEXT, explanation="NHS number (modulus 11)",
         ),
         PatternRecognizer(
@@ -191,12 +191,12 @@ def structured_recognizers() -> list[PatternRecognizer]:
         ),
         PatternRecognizer(
             "medical_dea", "MEDICAL_LICENSE", rf"{B}[ABCDEFGHJKLMPRSTUX][A-Z9][0-9]{{7}}{E}",
-            0.3, gate=r"\d{7}", context=MEDICAL_CONTEXT, context_required=True,
+            0.3, min_run=7, context=MEDICAL_CONTEXT, context_required=True,
             explanation="DEA registration number after a licence context word",
         ),
         PatternRecognizer(
             "medical_npi", "MEDICAL_LICENSE", rf"{B}[12][0-9]{{9}}{E}", 0.3,
-            validator=valid_npi, gate=r"\d{10}", context=MEDICAL_CONTEXT,
+            validator=valid_npi, min_run=10, context=MEDICAL_CONTEXT,
             context_required=True, explanation="National Provider Identifier (Luhn)",
         ),
     ]

@@ -55,6 +55,8 @@ class PhoneRecognizer:
     languages: frozenset[str] | None = None
 
     def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        if ctx.digits()[0] < 7:
+            return
         for match in _CANDIDATE.finditer(text):
             raw = match.group()
             digits = sum(c.isdigit() for c in raw)

@@ -73,13 +73,21 @@ class Recognizer(Protocol):
 class TextContext:
     """Per-call state shared by recognizers: the lower-cased text and cached gate results."""
 
-    __slots__ = ("_gates", "language", "lower", "text")
+    __slots__ = ("_gates", "_runs", "language", "lower", "text")
 
     def __init__(self, text: str, language: str) -> None:
         self.text = text
         self.lower = text.lower()
         self.language = language
         self._gates: dict[str, bool] = {}
+        self._runs: tuple[int, int] | None = None
+
+    def digits(self) -> tuple[int, int]:
+        """(digits in the text, longest run of consecutive digits): gates numeric formats."""
+        if self._runs is None:
+            runs = [len(r) for r in _DIGIT_RUN.findall(self.text)]
+            self._runs = (sum(runs), max(runs, default=0))
+        return self._runs
 
     def gate(self, pattern: re.Pattern[str]) -> bool:
         """Whether ``pattern`` occurs anywhere in the text, computed once per call."""
@@ -106,6 +114,7 @@ def words_pattern(words: Sequence[str]) -> re.Pattern[str] | None:
 
 
 _NEGATIVE = words_pattern(NEGATIVE_CONTEXT)
+_DIGIT_RUN = re.compile(r"[0-9]+")
 
 
 @dataclass
@@ -130,6 +139,8 @@ class PatternRecognizer:
     negative_context: bool = True
     explanation: str = ""
     normalize: Callable[[str], str] | None = None
+    min_digits: int = 0  # a match holds at least this many digits...
+    min_run: int = 0  # ...and at least this many in a row: texts without are skipped
     _regex: re.Pattern[str] = field(init=False, repr=False)
     _gate: re.Pattern[str] | None = field(init=False, repr=False)
     _context: re.Pattern[str] | None = field(init=False, repr=False)
@@ -144,6 +155,10 @@ class PatternRecognizer:
         return (self.entity,)
 
     def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        if self.min_digits or self.min_run:
+            total, run = ctx.digits()
+            if total < self.min_digits or run < self.min_run:
+                return
         if self._gate is not None and not ctx.gate(self._gate):
             return
         for match in self._regex.finditer(text):
