@@ -1,0 +1,175 @@
+"""Every dataset the injection classifier is trained or evaluated on, pinned and licensed.
+
+Public repositories are read at a pinned commit from local git mirrors (``--mirror DIR``
+holding ``owner+name/repo`` git directories); nothing is downloaded here.  ``use`` says
+whether a source may shape the shipped weights ("train") or only measure them ("eval").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from injection_data import synthetic
+
+Row = dict[str, object]
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    origin: str
+    commit: str
+    licence: str
+    use: str  # "train" (may shape shipped weights) or "eval" (measure only)
+    note: str
+    load: Callable[[Path, Path], list[Row]]
+
+
+def _git_show(mirror: Path, repo: str, commit: str, path: str) -> str:
+    git_dir = mirror / repo.replace("/", "+") / "repo"
+    out = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "show", f"{commit}:{path}"],
+        check=True, capture_output=True,
+    )
+    return out.stdout.decode("utf-8")
+
+
+def _row(text: str, label: int, source: str, category: str, channel: str = "user") -> Row:
+    return {"text": text, "label": label, "source": source, "category": category,
+            "channel": channel}
+
+
+def _dev(source: str) -> Callable[[Path, Path], list[Row]]:
+    def load(dev: Path, mirror: Path) -> list[Row]:
+        rows = []
+        for line in dev.read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            if rec["source"].startswith(source):
+                rows.append(_row(rec["text"], int(rec["label"]), source, rec["category"]))
+        return rows
+    return load
+
+
+GPTFUZZ = ("sherdencooper/GPTFuzz", "1eddeb565740ae311b5f4950492b011a6f866fe7")
+
+
+def _gptfuzz(dev: Path, mirror: Path) -> list[Row]:
+    repo, commit = GPTFUZZ
+    templates = list(csv.DictReader(io.StringIO(
+        _git_show(mirror, repo, commit, "datasets/prompts/GPTFuzzer.csv"))))
+    questions = [r["text"] for r in csv.DictReader(io.StringIO(
+        _git_show(mirror, repo, commit, "datasets/questions/question_list.csv")))]
+    rng = random.Random(7)
+    rows = []
+    for tpl in templates:
+        for question in rng.sample(questions, 4):
+            rows.append(_row(tpl["text"].replace("[INSERT PROMPT HERE]", question), 1,
+                             "gptfuzz", "roleplay jailbreak template"))
+    return rows
+
+
+BIPIA = ("microsoft/BIPIA", "1a2a91da6bb12838e05d1b2e54d98e2f37b835f3")
+# BIPIA attack categories that address the responder ("in your answer", "in your code");
+# the plain-question categories are ordinary requests once cut out of their context.
+_BIPIA_TASK_LIKE = {"Information Retrieval", "Content Creation", "Learning and Tutoring",
+                    "Language Translation", "Programming Help"}
+
+
+def _bipia(dev: Path, mirror: Path) -> list[Row]:
+    repo, commit = BIPIA
+    rng = random.Random(11)
+    contexts: list[str] = []
+    for task in ("email", "table", "code"):
+        for split in ("train", "test"):
+            for line in _git_show(mirror, repo, commit, f"benchmark/{task}/{split}.jsonl").splitlines():
+                rec = json.loads(line)
+                ctx = rec["context"]
+                if isinstance(ctx, list):
+                    ctx = "\n".join(ctx)
+                if task == "code":
+                    ctx = "\n".join(rec.get("error", [])) + "\n" + "\n".join(rec.get("code", [])) + "\n" + ctx
+                ctx = ctx.strip()[:2500]
+                if len(ctx) > 40:
+                    contexts.append(ctx)
+    attacks: list[str] = []
+    for name in ("text_attack_train.json", "text_attack_test.json",
+                 "code_attack_train.json", "code_attack_test.json"):
+        data = json.loads(_git_show(mirror, repo, commit, f"benchmark/{name}"))
+        for category, texts in data.items():
+            if category not in _BIPIA_TASK_LIKE:
+                attacks.extend(texts)
+    rng.shuffle(contexts)
+    rows = [_row(ctx, 0, "bipia", "document", "document") for ctx in contexts[:600]]
+    for ctx in contexts[600:1200]:
+        attack = rng.choice(attacks)
+        lines = ctx.split("\n")
+        at = rng.randint(0, len(lines))
+        text = "\n".join([*lines[:at], attack, *lines[at:]])
+        rows.append(_row(text, 1, "bipia", "indirect injection", "document"))
+    return rows
+
+
+SELF_INSTRUCT = ("yizhongw/self-instruct", "0b26ccaa415992100fa32df62d41b994cf928e23")
+
+
+def _self_instruct(dev: Path, mirror: Path) -> list[Row]:
+    repo, commit = SELF_INSTRUCT
+    rows = []
+    for path in ("data/seed_tasks.jsonl", "human_eval/user_oriented_instructions.jsonl"):
+        for line in _git_show(mirror, repo, commit, path).splitlines():
+            rec = json.loads(line)
+            inp = rec["instances"][0]["input"] if rec["instances"] else ""
+            text = f"{rec['instruction']}\n{inp}".strip()
+            rows.append(_row(text, 0, "self-instruct", "instruction"))
+    return rows
+
+
+GSM8K = ("openai/grade-school-math", "3101c7d5072418e28b9008a6636bde82a006892c")
+
+
+def _gsm8k(dev: Path, mirror: Path) -> list[Row]:
+    repo, commit = GSM8K
+    lines = _git_show(mirror, repo, commit, "grade_school_math/data/test.jsonl").splitlines()
+    rng = random.Random(13)
+    picked = rng.sample(lines, 600)
+    return [_row(json.loads(x)["question"], 0, "gsm8k", "math word problem") for x in picked]
+
+
+def _synthetic(dev: Path, mirror: Path) -> list[Row]:
+    return [{**row, "source": synthetic.SOURCE} for row in synthetic.generate()]
+
+
+SOURCES: tuple[Source, ...] = (
+    Source("deepset", "deepset/prompt-injections via dev.jsonl (mirror sinanw/llm-security-prompt-injection)",
+           "c8af0b015a9a4f3380f9e20214828c2dbeadc72c", "Apache-2.0", "train",
+           "injections and benign questions, English and German", _dev("deepset")),
+    Source("awesome-chatgpt-prompts", "f/awesome-chatgpt-prompts via dev.jsonl",
+           "32cb65f4bae5f46bfa7c1cb8af2aeb6c1a57b098", "CC0-1.0", "train",
+           "benign 'act as' role prompts (hard negatives)", _dev("awesome-chatgpt-prompts")),
+    Source("gptfuzz", "github.com/sherdencooper/GPTFuzz datasets/prompts/GPTFuzzer.csv + "
+           "datasets/questions/question_list.csv", GPTFUZZ[1], "MIT", "train",
+           "77 role-play jailbreak templates, each filled with 4 of the listed questions", _gptfuzz),
+    Source("bipia", "github.com/microsoft/BIPIA benchmark/{email,table,code}, *_attack_*.json",
+           BIPIA[1], "MIT (repository; contexts from WikiTableQuestions and Stack Exchange are "
+           "CC BY-SA, see the repository's NOTICE.md)", "train",
+           "documents, and documents with a responder-directed attack inserted", _bipia),
+    Source("self-instruct", "github.com/yizhongw/self-instruct seed_tasks.jsonl + "
+           "user_oriented_instructions.jsonl", SELF_INSTRUCT[1], "Apache-2.0", "train",
+           "benign instructions with their inputs", _self_instruct),
+    Source("gsm8k", "github.com/openai/grade-school-math grade_school_math/data/test.jsonl",
+           GSM8K[1], "MIT", "train", "600 benign math word problems", _gsm8k),
+    Source(synthetic.SOURCE, "scripts/injection_data (this repository)", "this commit",
+           "Apache-2.0", "train", "synthetic: 16 languages, indirect (document/tool), encodings, "
+           "role-play, hard negatives", _synthetic),
+    Source("tensor-trust", "HumanCompatibleAI/tensor-trust-data via dev.jsonl",
+           "e2385ea9cf448c9641b96e2e39f113ed4979a5b0", "none (no licence file)", "eval",
+           "hijacking and extraction attacks; evaluation only, never in shipped weights",
+           _dev("tensor-trust")),
+)

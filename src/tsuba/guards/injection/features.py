@@ -1,0 +1,110 @@
+"""Hashed n-gram features, one function shared by training and inference.
+
+Training calls exactly this code, so the shipped weights and the runtime can never disagree
+about what a feature is.  Hashing is deterministic (no per-process salt) and vectorised:
+character n-grams are rolling polynomial hashes over code points computed with numpy, word
+n-grams use CRC-32, so a 1 KiB text costs tens of microseconds.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+BITS = 18
+N_HASHED = 1 << BITS
+CHAR_NS = (3, 4, 5)
+_SPACE_RE = re.compile(r"\s+")
+_TOKEN_RE = re.compile(r"\w+|[^\w\s]")
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of multiply-shift hashing
+_BASE = np.uint64(0x100000001B3)
+_SHIFT = np.uint64(64 - BITS)
+_SEEDS = {n: np.uint64(0x51ED270B27A5_0000 + n) for n in (*CHAR_NS, 101, 102)}
+
+# Dense features after the hashed block: rule hits, disguises, the source of the text.
+SOURCES = ("user", "document", "tool")
+SIGNALS = (
+    "payload",
+    "base64",
+    "hex",
+    "percent",
+    "rot13",
+    "leetspeak",
+    "nested",
+    "tag_characters",
+    "invisible_characters",
+    "bidi_controls",
+    "homoglyphs",
+    "compatibility_forms",
+)
+
+
+def dense_names(rule_names: Sequence[str]) -> tuple[str, ...]:
+    return (
+        *(f"rule:{name}" for name in rule_names),
+        *(f"signal:{name}" for name in SIGNALS),
+        *(f"source:{name}" for name in SOURCES),
+    )
+
+
+Indices = npt.NDArray[np.int64]
+Values = npt.NDArray[np.float32]
+
+
+def prepare(text: str) -> str:
+    """Lower-case and collapse whitespace: layout carries no signal, words do."""
+    return _SPACE_RE.sub(" ", text.lower()).strip()
+
+
+def _char_ngrams(text: str) -> Indices:
+    if not text:
+        return np.zeros(0, dtype=np.int64)
+    codes = np.frombuffer((" " + text + " ").encode("utf-32-le"), dtype=np.uint32)
+    codes = codes.astype(np.uint64)
+    parts: list[Indices] = []
+    with np.errstate(over="ignore"):
+        for n in CHAR_NS:
+            if codes.size < n:
+                continue
+            length = codes.size - n + 1
+            h = np.full(length, _SEEDS[n], dtype=np.uint64)
+            for k in range(n):
+                h = h * _BASE + codes[k : k + length]
+            parts.append(((h * _MIX) >> _SHIFT).astype(np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _word_ngrams(text: str) -> Indices:
+    tokens = _TOKEN_RE.findall(text)
+    if not tokens:
+        return np.zeros(0, dtype=np.int64)
+    uni = np.fromiter((zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens))
+    with np.errstate(over="ignore"):
+        h1 = (uni + _SEEDS[101]) * _MIX
+        if uni.size > 1:
+            h2 = (uni[:-1] * _BASE + uni[1:] + _SEEDS[102]) * _MIX
+            h = np.concatenate((h1, h2))
+        else:
+            h = h1
+    return (h >> _SHIFT).astype(np.int64)
+
+
+def hashed(texts: Iterable[str]) -> tuple[Indices, Values]:
+    """Indices and weights of the hashed n-grams of ``texts`` (already ``prepare``-d).
+
+    Each family is scaled by 1/sqrt(count), the L2 norm of a text whose n-grams are all
+    distinct, so long and short texts land on the same scale.
+    """
+    chars = [_char_ngrams(t) for t in texts]
+    words = [_word_ngrams(t) for t in texts]
+    char_idx = np.concatenate(chars) if chars else np.zeros(0, dtype=np.int64)
+    word_idx = np.concatenate(words) if words else np.zeros(0, dtype=np.int64)
+    values: list[Values] = []
+    for idx in (char_idx, word_idx):
+        scale = 1.0 / np.sqrt(idx.size) if idx.size else 0.0
+        values.append(np.full(idx.size, scale, dtype=np.float32))
+    return np.concatenate((char_idx, word_idx)), np.concatenate(values)
