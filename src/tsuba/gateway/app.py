@@ -95,6 +95,7 @@ def create_app(
     )
     app.add_exception_handler(TsubaError, tsuba_error_handler)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(inference.FastPath)  # outermost: inference skips the framework stack
     app.include_router(audit_router)
     app.router.routes.extend(inference.routes())
     _describe_inference(app)
