@@ -91,6 +91,9 @@ def up(
             timeout_keep_alive=5,
             server_header=False,
             http=PROTOCOL,
+            # Every request is in the audit log and the metrics already; a line per request
+            # on stdout as well costs time on the hot path.
+            access_log=cfg.log_level == "debug",
         )
     finally:
         if demo_server is not None:
