@@ -34,6 +34,7 @@ _MODULES: list[tuple[str, str | None]] = [
     ("keys", "keys"),
     ("model", "model"),
     ("apikeys", "apikeys"),
+    ("guard", "guard"),
 ]
 
 _state = {"debug": False}
