@@ -154,6 +154,7 @@ def build_corpus(root: Path, quick: bool) -> tuple[list[tuple[Path, str]], list[
 def build_large(root: Path, size: int) -> dict[str, Path]:
     import numpy as np  # noqa: PLC0415 (optional library)
 
+    root.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
     chunk = 16 << 20
     n = max(1, size // chunk)
