@@ -36,19 +36,19 @@ _DAY = r"(?:[0-3]?[0-9])(?:st|nd|rd|th|er|\.|º)?"
 _YEAR = r"(?:1[6-9][0-9]{2}|20[0-9]{2})"
 
 _TEXTUAL = re.compile(
-    rf"(?<![\w])(?:"
+    rf"(?<![A-Za-z0-9_])(?:"
     rf"{_DAY}[ \t]+(?:of[ \t]+|de[ \t]+)?{_MONTH}(?:,?[ \t]+(?:de[ \t]+|del[ \t]+)?{_YEAR})?"
     rf"|{_MONTH}[ \t]+{_DAY}(?:,?[ \t]+{_YEAR})?"
     rf"|{_MONTH}[ \t]+(?:de[ \t]+)?{_YEAR}"
-    rf")(?![\w])",
+    rf")(?![A-Za-z0-9_])",
     re.IGNORECASE,
 )
 _NUMERIC = re.compile(
-    r"(?<![\w.\-/:])(?:"
+    r"(?<![A-Za-z0-9_.\-/:])(?:"
     r"(?P<iso>[12][0-9]{3})-(?P<im>[01]?[0-9])-(?P<id>[0-3]?[0-9])"
     r"|(?P<a>[0-3]?[0-9])(?P<sep>[/.\-])(?P<b>[0-3]?[0-9])(?P=sep)(?P<y>[12][0-9]{3}|[0-9]{2})"
     r"|(?P<ys>[12][0-9]{3})/(?P<ms>[01]?[0-9])/(?P<ds>[0-3]?[0-9])"
-    r")(?![\w\-/]|\.[0-9])"
+    r")(?![A-Za-z0-9_\-/]|\.[0-9])"
 )
 _DIGITS = re.compile(r"[0-9]+")
 _WINDOW = 32
@@ -74,7 +74,7 @@ _YEAR_CUE = words_pattern(
         "desde", "nacido", "nacida", "en",
     )
 )
-_BARE_YEAR = re.compile(rf"(?<![\w.\-/:#]){_YEAR}(?![\w\-/]|\.[0-9]|:[0-9])")
+_BARE_YEAR = re.compile(rf"(?<![A-Za-z0-9_.\-/:#]){_YEAR}(?![A-Za-z0-9_\-/]|\.[0-9]|:[0-9])")
 DATE_CONTEXT = words_pattern(
     (
         "born", "birth", "dob", "date of birth", "birthday", "appointment", "date",

@@ -234,8 +234,8 @@ class NameRecognizer:
     def _place_finding(
         self, gz: Gazetteer, run: list[_Tok], kind: str, before: str, titled: bool
     ) -> Finding | None:
-        if titled:
-            return None
+        if titled or (len(run) == 1 and run[0].text.isupper() and len(run[0].text) <= 4):
+            return None  # NHS, EMP, USA-style acronyms are not read as town names
         key = " ".join(t.key for t in run)
         cue = PLACE_CUES is not None and _ends_with_cue(PLACE_CUES, before)
         ambiguous = key in gz.common or (

@@ -16,8 +16,8 @@ from stdnum.us import ssn
 from tsuba.guards.pii.recognizer import PatternRecognizer
 
 # Word edges for identifiers: not inside a longer token, a path, an e-mail or a version.
-B = r"(?<![\w@/.+\-#:])"
-E = r"(?![\w@/\-]|\.\d|:\d)"
+B = r"(?<![A-Za-z0-9_@/.+\-#:])"
+E = r"(?![A-Za-z0-9_@/\-]|\.\d|:\d)"
 
 
 def _digits(value: str) -> str:
@@ -86,22 +86,22 @@ def valid_eth(value: str) -> bool:
 
 
 _EMAIL = (
-    r"(?<![\w.+\-%])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@"
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![\w\-])"
+    r"(?<![A-Za-z0-9_.+\-%])[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9_\-])"
 )
 _URL = (
-    r"(?<![\w@])(?:(?:https?|ftp)://|www\.)"
+    r"(?<![A-Za-z0-9_@])(?:(?:https?|ftp)://|www\.)"
     r"[A-Za-z0-9\-._~%!$&'*+,;=:@/?#\[\]À-ɏ]{1,2048}(?<![.,;:!?'\]])"
 )
-_IPV4 = r"(?<![\w.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![\w]|\.[0-9])"
-_IPV6 = r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:|:){2,7}(?:[0-9A-Fa-f]{1,4}|:)(?![\w:])"
+_IPV4 = r"(?<![A-Za-z0-9_.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![A-Za-z0-9_]|\.[0-9])"
+_IPV6 = r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{1,4}:|:){2,7}(?:[0-9A-Fa-f]{1,4}|:)(?![A-Za-z0-9_:])"
 _CARD = rf"{B}[0-9](?:[ \-]?[0-9]){{11,18}}{E}"
-_IBAN = r"(?<![\w])[A-Za-z]{2}[0-9]{2}(?:[ ]?[A-Za-z0-9]){11,30}(?![\w])"
+_IBAN = r"(?<![A-Za-z0-9_])[A-Za-z]{2}[0-9]{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}(?:[ ]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9_])"
 _SSN = rf"{B}[0-9]{{3}}([\- ])[0-9]{{2}}\1[0-9]{{4}}{E}"
 _SSN_BARE = rf"{B}[0-9]{{9}}{E}"
 _NHS = rf"{B}[0-9]{{3}}([ \-]?)[0-9]{{3}}\1[0-9]{{4}}{E}"
-_BTC = r"(?<![\w])(?:bc1[a-z0-9]{25,87}|[13][a-km-zA-HJ-NP-Z1-9]{25,34})(?![\w])"
-_ETH = r"(?<![\w])0x[0-9a-fA-F]{40}(?![\w])"
+_BTC = r"(?<![A-Za-z0-9_])(?:bc1[a-z0-9]{25,87}|[13][a-km-zA-HJ-NP-Z1-9]{25,34})(?![A-Za-z0-9_])"
+_ETH = r"(?<![A-Za-z0-9_])0x[0-9a-fA-F]{40}(?![A-Za-z0-9_])"
 
 PAYMENT_CONTEXT = (
     "card", "credit", "debit", "visa", "mastercard", "amex", "cc", "payment", "karte",
@@ -148,11 +148,12 @@ def structured_recognizers() -> list[PatternRecognizer]:
         ),
         PatternRecognizer(
             "credit_card", "CREDIT_CARD", _CARD, 0.7, validator=valid_card, min_digits=12,
+            shrink=True,
             context=PAYMENT_CONTEXT, explanation="card number (Luhn and issuer prefix)",
         ),
         PatternRecognizer(
             "iban", "IBAN_CODE", _IBAN, 0.85, validator=iban.is_valid, gate=r"[A-Za-z]{2}\d\d",
-            min_digits=6, context=IBAN_CONTEXT, negative_context=False,
+            min_digits=6, context=IBAN_CONTEXT, negative_context=False, shrink=True,
             explanation="IBAN (ISO 13616 check digits)",
         ),
         PatternRecognizer(
@@ -182,7 +183,7 @@ def structured_recognizers() -> list[PatternRecognizer]:
         ),
         PatternRecognizer(
             "crypto_btc", "CRYPTO", _BTC, 0.75, validator=bitcoin.is_valid,
-            gate=r"bc1|(?<![\w])[13][a-km-zA-HJ-NP-Z1-9]{25}", context=CRYPTO_CONTEXT,
+            gate=r"bc1|(?<![A-Za-z0-9_])[13][a-km-zA-HJ-NP-Z1-9]{25}", context=CRYPTO_CONTEXT,
             explanation="Bitcoin address (Base58Check or Bech32)",
         ),
         PatternRecognizer(

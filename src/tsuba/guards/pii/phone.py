@@ -16,13 +16,17 @@ from tsuba.guards.pii.recognizer import TextContext, words_pattern
 from tsuba.guards.types import Finding
 
 _CANDIDATE = re.compile(
-    r"(?<![\w+.\-/:@#])(?:\+|00)?\(?[0-9](?:[ \t().\-/]{0,3}[0-9]){6,16}"
-    r"(?:[ \t]{0,2}(?:x|ext\.?|extension|#)[ \t]{0,2}[0-9]{1,5})?(?![\w\-/]|\.[0-9]|:[0-9])"
+    r"(?<![A-Za-z0-9_+.\-/:@#])(?:\+|00)?\(?[0-9](?:[ \t().\-/]{0,3}[0-9]){6,16}"
+    r"(?:[ \t]{0,2}(?:x|ext\.?|extension|#)[ \t]{0,2}[0-9]{1,5})?(?![A-Za-z0-9_\-/]|\.[0-9]|:[0-9])"
 )
 _DATE_LIKE = re.compile(
     r"^(?:[0-9]{4}[\-/.][0-9]{1,2}[\-/.][0-9]{1,2}|[0-9]{1,2}[\-/.][0-9]{1,2}[\-/.][0-9]{2,4})"
 )
 _DOTTED_QUAD = re.compile(r"^[0-9]{1,3}(?:\.[0-9]{1,3}){2,}$")
+# Dates, dotted quads (IPs, versions) and the SSN shape are other entities, never phones.
+_NOT_PHONE = re.compile(
+    _DATE_LIKE.pattern + r"|^[0-9]{1,3}(?:\.[0-9]{1,3}){2,}$|^[0-9]{3}-[0-9]{2}-[0-9]{4}$"
+)
 
 LANGUAGE_REGIONS: dict[str, tuple[str, ...]] = {
     "en": ("US", "GB", "CA", "AU", "IE", "NZ"),
@@ -41,9 +45,9 @@ WIDE_REGIONS = (
     "IS", "AU", "NZ", "CA", "MX", "BR", "AR", "IN", "ZA", "UY", "CY", "MT",
 )
 PHONE_CONTEXT = (
-    "phone", "telephone", "tel", "tel.", "mobile", "cell", "call", "fax", "number", "contact",
+    "phone", "telephone", "tel", "tel.", "mobile", "cell", "call", "fax", "contact",
     "whatsapp", "sms", "text me", "reach me", "telefon", "handy", "rufnummer", "téléphone",
-    "portable", "appeler", "numéro", "teléfono", "móvil", "llamar", "número", "telefono",
+    "portable", "appeler", "teléfono", "móvil", "llamar", "telefono",
     "cellulare", "telefoonnummer", "電話", "携帯", "連絡先",
 )
 _CONTEXT = words_pattern(PHONE_CONTEXT)
@@ -60,7 +64,7 @@ class PhoneRecognizer:
         for match in _CANDIDATE.finditer(text):
             raw = match.group()
             digits = sum(c.isdigit() for c in raw)
-            if not 7 <= digits <= 15 or _DATE_LIKE.match(raw) or _DOTTED_QUAD.match(raw):
+            if not 7 <= digits <= 15 or _NOT_PHONE.match(raw):
                 continue
             start, end = match.span()
             finding = self._check(ctx, raw, start, end)

@@ -109,8 +109,18 @@ def words_pattern(words: Sequence[str]) -> re.Pattern[str] | None:
     cleaned = sorted({w.lower() for w in words if w}, key=len, reverse=True)
     if not cleaned:
         return None
-    alts = "|".join(re.escape(w) for w in cleaned)
-    return re.compile(rf"(?<!\w)(?:{alts})(?!\w)")
+    # Scripts written without spaces (Japanese) have no word edges to require.
+    spaced = [re.escape(w) for w in cleaned if not _UNSPACED.search(w)]
+    unspaced = [re.escape(w) for w in cleaned if _UNSPACED.search(w)]
+    parts = []
+    if spaced:
+        parts.append(rf"(?<!\w)(?:{'|'.join(spaced)})(?!\w)")
+    if unspaced:
+        parts.append(f"(?:{'|'.join(unspaced)})")
+    return re.compile("|".join(parts))
+
+
+_UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
 
 _NEGATIVE = words_pattern(NEGATIVE_CONTEXT)
@@ -141,6 +151,7 @@ class PatternRecognizer:
     normalize: Callable[[str], str] | None = None
     min_digits: int = 0  # a match holds at least this many digits...
     min_run: int = 0  # ...and at least this many in a row: texts without are skipped
+    shrink: bool = False  # on a failed check, retry without trailing space-separated groups
     _regex: re.Pattern[str] = field(init=False, repr=False)
     _gate: re.Pattern[str] | None = field(init=False, repr=False)
     _context: re.Pattern[str] | None = field(init=False, repr=False)
@@ -167,12 +178,25 @@ class PatternRecognizer:
                 continue
             value = match.group(self.group)
             if self.validator is not None:
-                candidate = self.normalize(value) if self.normalize else value
-                if not self.validator(candidate):
+                value = self._validated(value)
+                if value is None:
                     continue
+                end = start + len(value)
             finding = self.score_candidate(ctx, start, end)
             if finding is not None:
                 yield finding
+
+    def _validated(self, value: str) -> str | None:
+        """``value``, or its longest valid prefix ending before a space when ``shrink``."""
+        assert self.validator is not None
+        while True:
+            candidate = self.normalize(value) if self.normalize else value
+            if self.validator(candidate):
+                return value
+            cut = value.rfind(" ") if self.shrink else -1
+            if cut <= 0:
+                return None
+            value = value[:cut]
 
     def score_candidate(self, ctx: TextContext, start: int, end: int) -> Finding | None:
         score = self.score
