@@ -3,29 +3,15 @@
 cyclonedx-python-lib builds the document (model, files, datasets, pedigree, dependencies)
 but has no model card, so the card (training datasets by reference, hyperparameters) is
 added to its JSON afterwards, and the whole result is validated against the 1.6 schema
-before anyone sees it.
+before anyone sees it.  cyclonedx (and the JSON schema machinery under it) is imported only
+when a BOM is built: it takes seconds to import, which no other command should pay.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from typing import Any
-
-from cyclonedx.model import (
-    ExternalReference,
-    ExternalReferenceType,
-    HashAlgorithm,
-    HashType,
-    Property,
-    XsUri,
-)
-from cyclonedx.model.bom import Bom
-from cyclonedx.model.component import Component, ComponentType, Pedigree
-from cyclonedx.model.contact import OrganizationalContact
-from cyclonedx.output.json import JsonV1Dot6
-from cyclonedx.schema import SchemaVersion
-from cyclonedx.validation.json import JsonStrictValidator
+from typing import TYPE_CHECKING, Any
 
 from tsuba import __version__
 from tsuba.core.errors import InputError, TsubaError
@@ -34,13 +20,24 @@ from tsuba.models.registry.service import Registry
 from tsuba.models.sign.bundle import parse_bundle, parse_statement
 from tsuba.models.sign.manifest import Manifest
 
+if TYPE_CHECKING:
+    from cyclonedx.model import HashAlgorithm, Property
+    from cyclonedx.model.component import Component
+
 _HASHES = {
-    "sha256": HashAlgorithm.SHA_256,
-    "sha384": HashAlgorithm.SHA_384,
-    "sha512": HashAlgorithm.SHA_512,
-    "blake2b": HashAlgorithm.BLAKE2B_512,
-    "blake3": HashAlgorithm.BLAKE3,
+    "sha256": "SHA_256",
+    "sha384": "SHA_384",
+    "sha512": "SHA_512",
+    "blake2b": "BLAKE2B_512",
+    "blake3": "BLAKE3",
 }
+
+
+def _hash_algorithm(name: str) -> HashAlgorithm | None:
+    from cyclonedx.model import HashAlgorithm  # noqa: PLC0415
+
+    member = _HASHES.get(name)
+    return None if member is None else HashAlgorithm[member]
 
 
 def _ref(info: VersionInfo | str) -> str:
@@ -48,11 +45,16 @@ def _ref(info: VersionInfo | str) -> str:
 
 
 def _props(pairs: dict[str, Any]) -> list[Property]:
+    from cyclonedx.model import Property  # noqa: PLC0415
+
     return [Property(name=k, value=str(v)) for k, v in pairs.items() if v not in (None, "")]
 
 
 def _dataset(ref: DatasetRef, *, inherited: bool) -> Component:
-    algorithm = _HASHES.get(ref.algorithm)
+    from cyclonedx.model import HashType  # noqa: PLC0415
+    from cyclonedx.model.component import Component, ComponentType  # noqa: PLC0415
+
+    algorithm = _hash_algorithm(ref.algorithm)
     return Component(
         name=ref.name or ref.digest,
         type=ComponentType.DATA,
@@ -65,6 +67,9 @@ def _dataset(ref: DatasetRef, *, inherited: bool) -> Component:
 
 def _files(info: VersionInfo) -> list[Component]:
     """One component per file, with its digest where the signature has one per file."""
+    from cyclonedx.model import HashType  # noqa: PLC0415
+    from cyclonedx.model.component import Component, ComponentType  # noqa: PLC0415
+
     try:
         stmt = parse_statement(parse_bundle(info.signature.encode()).payload)
         manifest = Manifest.from_predicate(stmt.model_name, stmt.predicate)
@@ -73,12 +78,12 @@ def _files(info: VersionInfo) -> list[Component]:
     whole = manifest.spec.shard_size is None and manifest.spec.size == {
         "sha256": 32, "blake2b": 64, "blake3": 32
     }[manifest.spec.algorithm]
-    algorithm = _HASHES[manifest.spec.algorithm]
+    algorithm = _hash_algorithm(manifest.spec.algorithm)
     sizes = dict(manifest.files or ())
     out = []
     for name, resources in manifest.expected_files().items():
         hashes = [HashType(alg=algorithm, content=resources[0].digest.hex())] if (
-            whole and len(resources) == 1
+            algorithm is not None and whole and len(resources) == 1
         ) else None
         props: dict[str, Any] = {"tsuba:file:size": sizes.get(name)}
         if not whole and resources:
@@ -94,6 +99,17 @@ def build_bom(
     info: VersionInfo, ancestors: list[tuple[VersionInfo, int]], datasets: list[DatasetRef]
 ) -> dict[str, Any]:
     """The ML-BOM of ``info`` as JSON-ready data (validated)."""
+    from cyclonedx.model import (  # noqa: PLC0415
+        ExternalReference,
+        ExternalReferenceType,
+        Property,
+        XsUri,
+    )
+    from cyclonedx.model.bom import Bom  # noqa: PLC0415
+    from cyclonedx.model.component import Component, ComponentType, Pedigree  # noqa: PLC0415
+    from cyclonedx.model.contact import OrganizationalContact  # noqa: PLC0415
+    from cyclonedx.output.json import JsonV1Dot6  # noqa: PLC0415
+
     direct = {d.digest for d in info.datasets}
     pedigree = Pedigree(ancestors=[
         Component(
@@ -164,6 +180,9 @@ def build_bom(
 
 
 def validate_bom(doc: dict[str, Any]) -> None:
+    from cyclonedx.schema import SchemaVersion  # noqa: PLC0415
+    from cyclonedx.validation.json import JsonStrictValidator  # noqa: PLC0415
+
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(doc))
     if error is not None:
         first = str(error).strip().splitlines()[0]
