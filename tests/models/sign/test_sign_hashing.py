@@ -84,9 +84,13 @@ def test_large_files_cross_buffer_and_thread_boundaries(tmp_path: Path, algorith
     assert hash_pieces(plan([entry], whole), whole, workers=4) == [reference(algorithm, data)]
     # blake3's own threads over a mapped file give the same digest as one thread
     assert hash_piece(Piece(entry, 0, len(data)), whole, threads=4) == reference(algorithm, data)
-    assert hash_piece(Piece(entry, 5, 9_000_001), whole, threads=3) == reference(
-        algorithm, data[5:9_000_001]
-    )
+    # pieces read into a buffer and pieces mapped from any offset, aligned or not
+    for start, end in ((5, 9_000_001), (4_194_304, 9_437_184), (7_340_033, len(data)),
+                       (1_000_000, 1_900_000), (20_000_000, 21_000_000)):
+        for threads in (1, 3):
+            assert hash_piece(Piece(entry, start, end), whole, threads=threads) == reference(
+                algorithm, data[start:end]
+            ), (start, end, threads)
 
 
 @pytest.mark.parametrize("algorithm,size", [("blake2b", 32), ("blake3", 64), ("blake3", 16)])

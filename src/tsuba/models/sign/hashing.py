@@ -6,6 +6,11 @@ and BLAKE2b cannot split one file's digest across cores, so large files are cut 
 that are hashed side by side; BLAKE3 is a tree hash and spreads one file over every core on
 its own, so it needs no shards.
 
+Large pieces are hashed straight from a memory mapping of the file, which spares copying
+every byte through a buffer (about 7% of the CPU time of SHA-256 here); small ones are read
+into a reused buffer.  A mapped file that another process truncates while it is hashed ends
+this process with SIGBUS, as with b3sum and model_signing: hash files nothing is writing.
+
 A :class:`HashSpec` holds every parameter that changes a digest.  It is written into the
 signature and read back from it, so a verifier rebuilds the same hasher from the signature
 alone instead of guessing.
@@ -40,7 +45,10 @@ DEFAULT_SHARD_SIZE = 1_000_000_000
 GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
 SINGLE_FILE = "."  # the one resource name of a model that is a single file
 
-_BUFFER = 8 << 20  # read size: large enough that hashing, not system calls, dominates
+_BUFFER = 1 << 20  # read size for small pieces: fits the core's cache, so no second trip
+_MAP_MIN = 1 << 20  # pieces this large are hashed straight from a mapping of the file
+_MAP_STEP = 64 << 20  # bytes per hash update from a mapping (the GIL is released inside)
+_BLAKE3_STEP = 256 << 20  # blake3 splits each update over its threads: give it a lot
 _BLAKE3_PARALLEL_MIN = 4 << 20  # smaller files gain nothing from blake3's own threads
 
 
@@ -311,20 +319,13 @@ def _changed(piece: Piece, size: int | None = None) -> InputError:
 
 def hash_piece(piece: Piece, spec: HashSpec, *, threads: int = 1) -> bytes:
     """The digest of one piece; ``threads`` > 1 lets BLAKE3 spread it over several cores."""
-    hasher = (
-        blake3.blake3(max_threads=threads)
-        if spec.algorithm == "blake3" and threads > 1
-        else spec.new_hasher()
-    )
-    if piece.length == 0:
-        fd = _open_checked(piece)  # an empty file must still exist and be readable
-        os.close(fd)
-        return spec.finish(hasher)
-    fd = _open_checked(piece)
+    wide = spec.algorithm == "blake3" and threads > 1
+    hasher = blake3.blake3(max_threads=threads) if wide else spec.new_hasher()
+    fd = _open_checked(piece)  # an empty file too must still exist and be readable
     try:
-        if spec.algorithm == "blake3" and threads > 1:
-            _update_mapped(hasher, fd, piece)
-        else:
+        if piece.length >= _MAP_MIN:
+            _update_mapped(hasher, fd, piece, _BLAKE3_STEP if wide else _MAP_STEP)
+        elif piece.length:
             _update_read(hasher, fd, piece)
     except OSError as exc:
         raise InputError(f"cannot read {piece.file.name}: {exc.strerror}") from None
@@ -347,19 +348,19 @@ def _update_read(hasher: Any, fd: int, piece: Piece) -> None:
             offset += got
 
 
-def _update_mapped(hasher: Any, fd: int, piece: Piece) -> None:
-    # blake3 splits one large buffer across its threads; a mapping hands it the whole
-    # range without copying.
-    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped:
-        if len(mapped) < piece.end:
-            raise _changed(piece, len(mapped))
+def _update_mapped(hasher: Any, fd: int, piece: Piece, step: int) -> None:
+    # Map only the piece (from the page boundary below it), so threads hashing shards of
+    # one file each map their own part.
+    base = piece.start - piece.start % mmap.ALLOCATIONGRANULARITY
+    if os.fstat(fd).st_size < piece.end:
+        raise _changed(piece, os.fstat(fd).st_size)
+    with mmap.mmap(fd, piece.end - base, access=mmap.ACCESS_READ, offset=base) as mapped:
         if hasattr(mapped, "madvise"):
             mapped.madvise(mmap.MADV_SEQUENTIAL)
         view = memoryview(mapped)
         try:
-            step = 256 << 20
-            for start in range(piece.start, piece.end, step):
-                hasher.update(view[start : min(start + step, piece.end)])
+            for start in range(piece.start - base, piece.end - base, step):
+                hasher.update(view[start : min(start + step, piece.end - base)])
         finally:
             view.release()
 
