@@ -114,8 +114,11 @@ def test_global_request_limit_holds_across_processes(two_gateways: Start) -> Non
     replies = fire(urls, key, 200, chat_body())
     codes = [r.status_code for r in replies]
     assert codes.count(200) == 50 and codes.count(429) == 150
-    served_by = {r.url.port for r in replies if r.status_code == 200}
-    assert len(served_by) == 2  # both processes served part of the 50
+    # Each process got 100 requests and would admit 50 on its own: 50 in all means the
+    # limit is shared, not per process.
+    per_port = {port: sum(1 for r in replies if r.url.port == port)
+                for port in {r.url.port for r in replies}}
+    assert sorted(per_port.values()) == [100, 100]
 
 
 def test_token_budget_is_never_overshot(two_gateways: Start) -> None:
