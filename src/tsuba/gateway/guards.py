@@ -123,10 +123,6 @@ def _word_guard(cfg: GuardSettings) -> Guard:
 register_kind("word", _word_guard)
 
 
-class GuardFailed(InputError):
-    """Raised for nothing a client did: the chain turns it into a block finding."""
-
-
 class ContentBlocked(InputError):
     """A guard blocked the request or the response (HTTP 400, code input/output_blocked)."""
 

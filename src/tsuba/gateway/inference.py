@@ -244,7 +244,7 @@ async def _refuse(gw: Gateway, ex: Exchange, exc: e.TsubaError, send: _SendTrack
     except e.TsubaError as rec:
         log.error("could not record refused request %s: %s", ex.correlation_id, rec)
     if send.started:
-        return  # a stream already told the client (see _stream); nothing more to send
+        return  # a stream already told the client (see StreamRelay); nothing more to send
     headers = [(_CID, ex.correlation_id.encode()), *error_headers(exc)]
     await _send_json(send, ex.status, error_json(exc, ex.status), headers)
 
