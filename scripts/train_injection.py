@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -34,18 +34,17 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from injection_data.sources import SOURCES  # noqa: E402
-
-from tsuba.guards.injection import detector, features  # noqa: E402
-from tsuba.guards.injection.heuristics import RULE_NAMES  # noqa: E402
-from tsuba.guards.injection.model import MANIFEST_FILE, WEIGHTS_FILE, LinearModel  # noqa: E402
+from injection_data.sources import SOURCES
+from tsuba.guards.injection import detector, features
+from tsuba.guards.injection.heuristics import RULE_NAMES
+from tsuba.guards.injection.model import MANIFEST_FILE, WEIGHTS_FILE, LinearModel
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "guards" / "injection" / "fixtures"
 DEFAULT_OUT = ROOT / "src" / "tsuba" / "guards" / "injection" / "data"
 MENTION_RE = re.compile(r"\b(ignor\w*|system\w*|instruction\w*)\b", re.IGNORECASE)
 SEED = 20240601
-C = 4.0
+C = float(__import__("os").environ.get("TSUBA_TRAIN_C", "1.0"))
 
 
 def text_key(text: str) -> str:
@@ -67,20 +66,35 @@ def fixture_keys() -> set[str]:
     return keys
 
 
-def load_rows(dev: Path, mirror: Path) -> tuple[list[dict[str, object]], dict[str, dict[str, object]]]:
+Rows = list[dict[str, object]]
+
+
+def load_rows(dev: Path, mirror: Path) -> tuple[Rows, dict[str, dict[str, object]]]:
     held_out = fixture_keys()
     rows: list[dict[str, object]] = []
     seen: dict[str, str] = {}
     info: dict[str, dict[str, object]] = {}
     # Evaluation sources first, so a text they share with a training source stays out of
     # training rather than out of evaluation.
+    role_prompts: list[str] = []
     for src in sorted(SOURCES, key=lambda s: s.use != "eval"):
         loaded = src.load(dev, mirror)
-        kept = dropped = 0
+        if src.name == "awesome-chatgpt-prompts":
+            role_prompts = [" ".join(str(r["text"]).lower().split())[:60] for r in loaded]
+        kept = dropped = conflicts = 0
         for row in loaded:
             key = text_key(str(row["text"]))
             if key in held_out or key in seen:
                 dropped += 1
+                continue
+            # deepset marks some awesome-chatgpt-prompts role prompts as injections, which
+            # that collection (and this detector) treat as benign: contradictory labels for
+            # the same prompt are left out of both training and evaluation.
+            folded = " ".join(str(row["text"]).lower().split())
+            if row["label"] == 1 and src.name == "deepset" and any(
+                p in folded for p in role_prompts
+            ):
+                conflicts += 1
                 continue
             seen[key] = src.name
             row["use"] = src.use
@@ -89,9 +103,19 @@ def load_rows(dev: Path, mirror: Path) -> tuple[list[dict[str, object]], dict[st
         labels = Counter(int(r["label"]) for r in rows if r["source"] == src.name)  # type: ignore[call-overload]
         info[src.name] = {
             "origin": src.origin, "commit": src.commit, "licence": src.licence, "use": src.use,
-            "note": src.note, "attacks": labels[1], "benign": labels[0], "dropped_duplicates": dropped,
+            "note": src.note, "attacks": labels[1], "benign": labels[0],
+            "dropped_duplicates": dropped,
+            "dropped_label_conflicts": conflicts,
         }
     return rows, info
+
+
+# Rule hits enter the fit scaled up, so the L2 penalty shrinks their weights less than those
+# of single n-grams: a rule names a move every injection makes, in any collection, while an
+# n-gram weight mostly describes the collections it was learned from.
+_NAMES = features.dense_names(RULE_NAMES)
+RULE_SCALE = 3.0
+DENSE_SCALE = {n: (RULE_SCALE if n.startswith("rule:") else 1.0) for n in _NAMES}
 
 
 def featurize(rows: list[dict[str, object]]) -> sp.csr_matrix:
@@ -104,7 +128,8 @@ def featurize(rows: list[dict[str, object]]) -> sp.csr_matrix:
         idx, vals, dense = detector.example_features(str(row["text"]), row["channel"])  # type: ignore[arg-type]
         dense_cols = np.array([col[n] for n in dense], dtype=np.int64)
         cols.append(np.concatenate((idx, dense_cols)))
-        data.append(np.concatenate((vals, np.ones(len(dense_cols), dtype=np.float32))))
+        scale = np.array([DENSE_SCALE[n] for n in dense], dtype=np.float32)
+        data.append(np.concatenate((vals, scale)))
         indptr.append(indptr[-1] + len(idx) + len(dense_cols))
     matrix = sp.csr_matrix(
         (np.concatenate(data), np.concatenate(cols), np.array(indptr)),
@@ -126,8 +151,9 @@ def fit(x: sp.csr_matrix, y: np.ndarray, w: np.ndarray) -> LinearModel:
     clf = LogisticRegression(C=C, solver="liblinear", max_iter=2000, random_state=SEED)
     clf.fit(x, y, sample_weight=w)
     coef = clf.coef_[0].astype(np.float32)
+    dense = coef[features.N_HASHED :] * np.array([DENSE_SCALE[n] for n in _NAMES], dtype=np.float32)
     return LinearModel(
-        hashed=coef[: features.N_HASHED], dense=coef[features.N_HASHED :],
+        hashed=coef[: features.N_HASHED], dense=dense,
         dense_names=features.dense_names(RULE_NAMES), bias=float(clf.intercept_[0]),
         block_logit=0.0, flag_logit=0.0,
     )
@@ -137,7 +163,7 @@ def tpr_at(pos: np.ndarray, threshold: float) -> float:
     return float((pos > threshold).mean()) if len(pos) else float("nan")
 
 
-def evaluate(rows: list[dict[str, object]], x: sp.csr_matrix) -> tuple[dict[str, object], np.ndarray]:
+def evaluate(rows: Rows, x: sp.csr_matrix) -> tuple[dict[str, object], np.ndarray]:
     y = np.array([int(r["label"]) for r in rows])  # type: ignore[call-overload]
     src = np.array([str(r["source"]) for r in rows])
     train_mask = np.array([r["use"] == "train" for r in rows])
@@ -145,20 +171,22 @@ def evaluate(rows: list[dict[str, object]], x: sp.csr_matrix) -> tuple[dict[str,
     train_sources = sorted({s for s, m in zip(src, train_mask, strict=True) if m})
     for held in [*train_sources, None]:
         fit_mask = train_mask & (src != held) if held else train_mask
-        model = fit(x[fit_mask], y[fit_mask], weights([r for r, m in zip(rows, fit_mask, strict=True) if m]))
+        fit_rows = [r for r, m in zip(rows, fit_mask, strict=True) if m]
+        model = fit(x[fit_mask], y[fit_mask], weights(fit_rows))
         score_mask = (src == held) if held else ~train_mask
         for i in np.flatnonzero(score_mask):
             logits[i] = detector.raw_logit(str(rows[i]["text"]), rows[i]["channel"], model)  # type: ignore[arg-type]
-        print(f"  held out {held or 'eval-only sources'}: {int(score_mask.sum())} texts", flush=True)
+        what = held or "eval-only sources"
+        print(f"  held out {what}: {int(score_mask.sum())} texts", flush=True)
     benign = logits[(y == 0)]
     t1, t5 = float(np.quantile(benign, 0.99)), float(np.quantile(benign, 0.95))
     report: dict[str, object] = {"block_logit_1pct": t1, "flag_logit_5pct": t5,
-                                 "benign_pool": int(len(benign)), "per_source": {}}
+                                 "benign_pool": len(benign), "per_source": {}}
     per: dict[str, object] = {}
     for name in sorted(set(src)):
         m = src == name
         pos, own_neg = logits[m & (y == 1)], logits[m & (y == 0)]
-        entry: dict[str, object] = {"attacks": int(len(pos)), "benign": int(len(own_neg))}
+        entry: dict[str, object] = {"attacks": len(pos), "benign": len(own_neg)}
         if len(pos):
             neg = benign
             entry["auroc_vs_pooled_benign"] = float(roc_auc_score(
@@ -192,7 +220,9 @@ def git_commit() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dev", type=Path, default=ROOT.parent / "shared/data/prompt-injection/dev.jsonl")
+    parser.add_argument(
+        "--dev", type=Path, default=ROOT.parent / "shared/data/prompt-injection/dev.jsonl"
+    )
     parser.add_argument("--mirror", type=Path, default=Path("/work/.mirror"))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--loso-only", action="store_true", help="validate, write nothing")
@@ -219,7 +249,9 @@ def main() -> None:
         scalars=np.array([final.bias, report["block_logit_1pct"], report["flag_logit_5pct"]]),
         train_keys=np.array(sorted({key64(str(rows[i]["text"])) for i in train}), dtype=np.uint64),
     )
-    dense_weights = {n: round(float(w), 3) for n, w in zip(final.dense_names, final.dense, strict=True)}
+    dense_weights = {
+        n: round(float(w), 3) for n, w in zip(final.dense_names, final.dense, strict=True)
+    }
     manifest = {
         "model": "logistic regression over hashed character 3-5-grams, word 1-2-grams, "
                  "rule hits, disguise signals and source",

@@ -88,13 +88,15 @@ def _bipia(dev: Path, mirror: Path) -> list[Row]:
     contexts: list[str] = []
     for task in ("email", "table", "code"):
         for split in ("train", "test"):
-            for line in _git_show(mirror, repo, commit, f"benchmark/{task}/{split}.jsonl").splitlines():
+            path = f"benchmark/{task}/{split}.jsonl"
+            for line in _git_show(mirror, repo, commit, path).splitlines():
                 rec = json.loads(line)
                 ctx = rec["context"]
                 if isinstance(ctx, list):
                     ctx = "\n".join(ctx)
                 if task == "code":
-                    ctx = "\n".join(rec.get("error", [])) + "\n" + "\n".join(rec.get("code", [])) + "\n" + ctx
+                    parts = [*rec.get("error", []), *rec.get("code", []), ctx]
+                    ctx = "\n".join(parts)
                 ctx = ctx.strip()[:2500]
                 if len(ctx) > 40:
                     contexts.append(ctx)
@@ -147,7 +149,8 @@ def _synthetic(dev: Path, mirror: Path) -> list[Row]:
 
 
 SOURCES: tuple[Source, ...] = (
-    Source("deepset", "deepset/prompt-injections via dev.jsonl (mirror sinanw/llm-security-prompt-injection)",
+    Source("deepset",
+           "deepset/prompt-injections via dev.jsonl (mirror sinanw/llm-security-prompt-injection)",
            "c8af0b015a9a4f3380f9e20214828c2dbeadc72c", "Apache-2.0", "train",
            "injections and benign questions, English and German", _dev("deepset")),
     Source("awesome-chatgpt-prompts", "f/awesome-chatgpt-prompts via dev.jsonl",
@@ -155,7 +158,8 @@ SOURCES: tuple[Source, ...] = (
            "benign 'act as' role prompts (hard negatives)", _dev("awesome-chatgpt-prompts")),
     Source("gptfuzz", "github.com/sherdencooper/GPTFuzz datasets/prompts/GPTFuzzer.csv + "
            "datasets/questions/question_list.csv", GPTFUZZ[1], "MIT", "train",
-           "77 role-play jailbreak templates, each filled with 4 of the listed questions", _gptfuzz),
+           "77 role-play jailbreak templates, each filled with 4 of the listed questions",
+           _gptfuzz),
     Source("bipia", "github.com/microsoft/BIPIA benchmark/{email,table,code}, *_attack_*.json",
            BIPIA[1], "MIT (repository; contexts from WikiTableQuestions and Stack Exchange are "
            "CC BY-SA, see the repository's NOTICE.md)", "train",

@@ -5,6 +5,8 @@ encoded payloads, role-play jailbreaks, sixteen languages, and benign hard negat
 share the attacks' vocabulary.  Evaluation never relies on these alone: they are one source
 among others in leave-one-source-out validation.
 """
+# ruff: noqa: RUF001  (the homoglyph table maps Latin letters to Cyrillic look-alikes)
+
 
 from __future__ import annotations
 
@@ -105,7 +107,7 @@ def _attacks(rng: random.Random) -> Iterator[dict[str, object]]:
         text = body[:pos] + ("\n" if pos else "") + payload + "\n" + body[pos:]
         yield _row(text.strip(), 1, "indirect", "en", "document")
     for _ in range(400):
-        goal = rng.choice(P.INDIRECT_GOALS + [_attack_sentence(rng, rng.choice(langs))])
+        goal = rng.choice([*P.INDIRECT_GOALS, _attack_sentence(rng, rng.choice(langs))])
         inner = f"{rng.choice(P.TOOL_BENIGN)} {goal}".replace('"', "'")
         yield _row(rng.choice(P.TOOL_TEMPLATES).format(text=inner), 1, "indirect", "en", "tool")
 

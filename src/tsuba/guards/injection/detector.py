@@ -72,10 +72,16 @@ def _dense(
     model: LinearModel, hits: Sequence[heuristics.Hit], signals: set[str], source: str
 ) -> list[int]:
     index = model.dense_index()
-    on = {index[f"rule:{hit.rule}"] for hit in hits}
+    on = {index[f"rule:{hit.rule}"] for hit in _applicable(hits, source)}
     on |= {index[f"signal:{s}"] for s in signals if f"signal:{s}" in index}
     on.add(index[f"source:{source}"])
     return sorted(on)
+
+
+def _applicable(hits: Sequence[heuristics.Hit], source: str) -> list[heuristics.Hit]:
+    if source != "user":
+        return list(hits)
+    return [hit for hit in hits if hit.rule not in heuristics.DATA_ONLY]
 
 
 def _hits(views: Sequence[str]) -> tuple[heuristics.Hit, ...]:
@@ -112,7 +118,7 @@ def example_features(
     norm = normalize(text)
     views = norm.views()
     idx, vals = features.hashed([features.prepare(v) for v in views])
-    names = [f"rule:{h.rule}" for h in _hits(views)]
+    names = [f"rule:{h.rule}" for h in _applicable(_hits(views), source)]
     names += [f"signal:{s}" for s in sorted(_signal_names(norm)) if s in features.SIGNALS]
     names.append(f"source:{source}")
     return idx, vals, names
@@ -167,7 +173,7 @@ def analyze(
     )
     reasons: list[str] = []
     if best is not None:
-        reasons += [f"{hit.rule}: {hit.why}" for hit in best.hits]
+        reasons += [f"{hit.rule}: {hit.why}" for hit in _applicable(best.hits, source)]
         if best.where != "text":
             reasons.append(f"highest-scoring part: {best.where}")
     reasons += [f"disguise: {s}" for s in sorted(signals - {"payload"})]

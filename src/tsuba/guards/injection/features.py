@@ -96,13 +96,14 @@ def _word_ngrams(text: str) -> Indices:
 def hashed(texts: Iterable[str]) -> tuple[Indices, Values]:
     """Indices and weights of the hashed n-grams of ``texts`` (already ``prepare``-d).
 
-    Each family is scaled by 1/sqrt(count), the L2 norm of a text whose n-grams are all
-    distinct, so long and short texts land on the same scale.
+    Each family is scaled by 1/sqrt(count of distinct n-grams), its L2 norm, so long and
+    short texts land on the same scale.
     """
     chars = [_char_ngrams(t) for t in texts]
     words = [_word_ngrams(t) for t in texts]
-    char_idx = np.concatenate(chars) if chars else np.zeros(0, dtype=np.int64)
-    word_idx = np.concatenate(words) if words else np.zeros(0, dtype=np.int64)
+    # Presence, not counts: a table or a word repeated a thousand times must not add up.
+    char_idx = np.unique(np.concatenate(chars)) if chars else np.zeros(0, dtype=np.int64)
+    word_idx = np.unique(np.concatenate(words)) if words else np.zeros(0, dtype=np.int64)
     values: list[Values] = []
     for idx in (char_idx, word_idx):
         scale = 1.0 / np.sqrt(idx.size) if idx.size else 0.0

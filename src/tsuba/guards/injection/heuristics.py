@@ -6,17 +6,15 @@ Each rule names one such move.  Rules are features for the classifier, which lea
 each is worth; a rule alone never decides.  Every pattern has bounded gaps and no nested
 quantifiers, so matching stays linear in the input.
 """
+# ruff: noqa: E501, RUF001  (multilingual patterns: long alternations, non-Latin letters)
+
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-try:  # RE2 runs every rule in linear time with no backtracking at all
-    import re2 as _re2
-except ImportError:  # pragma: no cover - a platform without the google-re2 wheel
-    _re2 = None
+import re2  # RE2 runs every rule in linear time, with no backtracking at all
 
 _GAP = r"(?:[\s,;:'\"*_\-]+[^\s,;:'\"*_\-]{1,20}){0,4}[\s,;:'\"*_\-]+"  # up to four words in between
 _G2 = r"(?:\W+\w+){0,2}\W+"
@@ -25,6 +23,7 @@ _G2 = r"(?:\W+\w+){0,2}\W+"
 _CANCEL = (
     r"ignore|ignoring|disregard|forget|skip|override|overrule|bypass|discard|drop|abandon|"
     r"neglect|dismiss|stop following|do not follow|don't follow|cancel|nevermind|never mind|"
+    r"throw away|set aside|put aside|erase|wipe|reset|scrap|ditch|"
     r"ignoriere|ignorieren|vergiss|vergessen|missachte|übergehe|"
     r"ignorez|ignore[rz]?|oubliez|oublie|ne tiens pas compte|"
     r"ignora|ignorar|olvida|olvide|olvidar|omite|"
@@ -38,9 +37,10 @@ _CANCEL = (
     r"تجاهل|انس|"
     r"अनदेखा|भूल जाओ|bỏ qua|quên"
 )
-# Cheap substring gates: a rule's regex runs only when one of its words occurs at all.
+# Words one of which occurs in every match of a rule (its vocabulary, checked by tests).
 _CANCEL_GATE = (
     "ignor", "disregard", "forget", "skip", "overr", "bypass", "discard", "drop", "abandon",
+    "throw away", "set aside", "put aside", "erase", "wipe", "reset", "scrap", "ditch",
     "neglect", "dismiss", "follow", "cancel", "never", "vergiss", "vergess", "missacht",
     "übergeh", "oubli", "tiens pas", "olvid", "omite", "dimentic", "trascur", "esque",
     "desconsider", "negeer", "vergeet", "zignoruj", "zapomnij", "pomiń", "unut", "yoksay",
@@ -70,7 +70,8 @@ _RULES_WORD = (
     r"инструкции|инструкций|указания|правила|задачи|"
     r"指令|指示|规则|規則|命令|提示|ルール|지시|지침|규칙|"
     r"التعليمات|الأوامر|निर्देश|निर्देशों|hướng dẫn|chỉ dẫn|programming|restrictions?|"
-    r"constraints?|policies|policy|safeguards?|filters?|training|conversation"
+    r"constraints?|policies|policy|safeguards?|filters?|training|conversation|guidance|"
+    r"configuration|config|setup|programming|persona|role|directives?"
 )
 
 _SPECS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
@@ -82,10 +83,37 @@ _SPECS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
         rf"(?:{_CANCEL}){_GAP}(?:(?:{_BEFORE}){_GAP})?(?:{_RULES_WORD})",
     ),
     (
+        "override_everything",
+        ("forget", "vergiss", "oubli", "olvid", "dimentic", "esque", "vergeet", "zapomnij",
+         "unut", "забуд", "انس", "भूल", "quên", "忘", "잊", "void", "obsolete", "valid",
+         "no longer", "gelten nicht", "ungültig", "ne s'appliquent", "ya no", "non valgono",
+         "ignor", "disregard", "negeer", "talimat", "ignora", "olvida",
+         "无效", "無効", "유효하지", "недейств", "geçersiz", "nieważne"),
+        "declares everything said before void",
+        r"\b(?:forget|vergiss|oublie[zr]?|olvida|dimentica|esqueça|vergeet|zapomnij|unut)\s+"
+        r"(?:\w+\s+){0,2}?(?:everything|all(?:\s+(?:of\s+)?(?:that|this|the\s+above))?|alles|"
+        r"tout|todo|tutto|tudo|wszystko|her\s+şeyi)\b|(?:забудь|забудьте)\s+(?:всё|все)|"
+        r"انس\s+كل|सारी\s+बातें\s+भूल|quên\s+(?:mọi|tất\s+cả)|"
+        r"\b(?:instructions?|rules?|guidelines|prompt|directions|everything)\s+(?:above|before|"
+        r"so\s+far|you\s+(?:were|have\s+been)\s+given)\s+(?:is|are|was|were)\s+(?:now\s+)?"
+        r"(?:void|obsolete|invalid|cancel(?:l)?ed|no\s+longer\s+(?:valid|in\s+effect|apply))|"
+        r"\b(?:anweisungen|regeln)\s+(?:\w+\s+){0,2}(?:gelten\s+nicht\s+mehr|sind\s+ungültig)|"
+        r"\b(?:instructions|règles|consignes)\s+(?:\S+\s+){0,2}ne\s+s'appliquent\s+plus|"
+        r"\b(?:instrucciones|reglas)\s+(?:\S+\s+){0,2}ya\s+no\s+(?:valen|aplican)|"
+        r"(?:规则|指示|指令)[^。\n]{0,6}无效|(?:ルール|指示)[^。\n]{0,6}無効|"
+        r"\b(?:ignore|disregard|forget|negeer|vergeet|ignoriere|vergiss|ignora|olvida|ignorez|"
+        r"oublie|dimentica)\s+(?:\w+\s+)?(?:what|wat|was|ce\s+que|lo\s+que|quello\s+che|"
+        r"o\s+que)\s+(?:\w+\s+){0,4}?(?:before|earlier|previously|eerder|vorher|avant|"
+        r"antes|prima|told|given|said|opgedragen|gesagt)\b|"
+        r"\btalimat\w*\s+(?:\w+\s+)?(?:dikkate\s+alma|yok\s+say|unut|görmezden\s+gel)|"
+        r"(?:지침|지시|규칙)[^.\n]{0,12}유효하지\s*않",
+    ),
+    (
         "override_cjk",
         ("忽略", "忽视", "无视", "無視", "忘记", "忘掉", "忘れ", "무시", "잊"),
         "asks to ignore earlier instructions (CJK word order)",
-        r"(?:之前|以前|上面|前面|所有|以上|前の|これまでの|이전의?|모든)[^。！？\n]{0,12}"
+        r"(?:之前|以前|上面|前面|所有|以上|前の|これまでの|今までの|今まで|이전의?|모든|지금까지)"
+        r"[^。！？\n]{0,12}"
         r"(?:指令|指示|规则|規則|命令|提示|ルール|지시|지침|규칙)[^。！？\n]{0,8}"
         r"(?:忽略|忽视|无视|無視|忘记|忘掉|忘れ|무시|잊)|"
         r"(?:忽略|忽视|无视|無視|忘记|忘掉|忘れて)[^。！？\n]{0,12}"
@@ -158,18 +186,21 @@ _SPECS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     ),
     (
         "prompt_leak",
-        ("prompt", "instruction", "password", "passcode", "access code", "secret", "api key", "above", "before", "prior", "anweisung", "instrucc", "инструкц", "промпт", "提示", "指令", "密码", "プロンプト", "指示", "프롬프트"),
+        ("prompt", "instruction", "password", "passcode", "access code", "secret", "api key", "above", "before", "prior", "config", "setup", "directive", "top of", "beginning of", "start of", "anweisung", "instrucc", "инструкц", "промпт", "提示", "指令", "密码", "プロンプト", "指示", "프롬프트"),
         "asks for the hidden prompt, instructions or secrets",
         r"\b(?:reveal|show|print|display|output|repeat|leak|expose|dump|give\s+me|tell\s+me|"
-        r"share|provide|return|spell\s+out|list|write\s+out|what\s+(?:is|are|was|were))"
+        r"share|provide|return|spell\s+out|list|write\s+out|paste|recite|echo|spill|"
+        r"what\s+(?:is|are|was|were))"
         r"(?:\s+\w+){0,3}?\s+(?:your|the|its|my)\s+(?:\w+\s+){0,2}?(?:system\s+prompt|"
         r"(?:initial|original|hidden|secret|previous|above|first|full|entire|internal)\s+"
-        r"(?:prompt|instructions|message|text|rules|context)|prompt\s+(?:text|above)|"
+        r"(?:prompt|instructions|message|text|rules|context|configuration|config|setup|"
+        r"directives)|prompt\s+(?:text|above)|"
         r"instructions\s+(?:above|you\s+were\s+given)|password|passcode|access\s+code|"
         r"secret\s+(?:key|code|word)|api\s+key|pre-?prompt)|"
         r"\b(?:repeat|print|output)\s+(?:everything|all|the\s+(?:text|words))\s+"
         r"(?:above|before|prior)|"
-        r"\bsystem\s*prompt\b|\bzeig(?:e)?\s+(?:mir\s+)?(?:deine|alle)\s+(?:prompt|anweisungen)|"
+        r"\b(?:top|beginning|start)\s+of\s+(?:this|the|our)\s+(?:conversation|chat|prompt)"
+        r"|\bsystem\s*prompt\b|\bzeig(?:e)?\s+(?:mir\s+)?(?:deine|alle)\s+(?:prompt|anweisungen)|"
         r"\b(?:montre|affiche|révèle)[\s-]+(?:moi\s+)?(?:tes|vos|ton|votre)\s+"
         r"(?:instructions|prompt)|\b(?:muestra|revela)(?:me)?\s+(?:tus|sus)\s+"
         r"(?:instrucciones|prompt)|покажи\s+(?:свои|твои)\s+(?:инструкции|промпт)|"
@@ -201,7 +232,29 @@ _SPECS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
         r"please)|\b(?:ai|assistant|agent|llm)\s+(?:must|should|shall)\s+(?:now\s+)?"
         r"(?:ignore|forward|send|email|say|output|include|delete|execute|run|visit|respond)|"
         r"\bwhen\s+(?:summari[sz]ing|translating|processing|answering)\s+(?:this|the)\s+"
-        r"(?:text|document|page|email|file|content)",
+        r"(?:text|document|page|email|file|content)|"
+        r"(?:^|[^\w])(?:ai|assistant|a\.i\.|chatbot|language\s+model|llm|gpt|chatgpt|claude|"
+        r"gemini|copilot|agent|bot|ai\s+model|ai\s+agent)\s*[:,]\s*(?:please\s+)?(?:now\s+)?"
+        r"(?:ignore|disregard|forget|do\s+not|don't|stop|you\s+must|you\s+should|instead|send|"
+        r"forward|email|call|run|delete|say|tell|reply|respond|rank|rate|recommend|output|"
+        r"include|add|write|reveal|when\s+you)\b|"
+        r"\b(?:instructions?|notes?|messages?|commands?|orders?)\s+(?:to|for)\s+(?:any|all|"
+        r"every|the)?\s*(?:\w+\s+)?(?:ai|assistant|a\.i\.|chatbot|language\s+model|llm|"
+        r"agent|bot|model)s?\b|"
+        r"\b(?:system|admin|developer)\s+(?:note|message|notice)\s+(?:for|to)\s+(?:the\s+)?"
+        r"(?:ai|assistant|agent|model|llm)\b|"
+        r"\bnote\s+to\s+(?:the\s+)?(?:\w+\s+)?(?:ai|assistant|agent|llm|bot)\b",
+    ),
+    (
+        "response_directive",
+        ("your answer", "your response", "your reply", "your output", "your summary",
+         "your code", "your implementation", "your solution", "the response", "the answer"),
+        "data that dictates what the reader's answer must contain",
+        r"\b(?:in|into|to|within|throughout|at\s+the\s+(?:end|start|beginning)\s+of)\s+"
+        r"(?:your|the)\s+(?:answer|response|reply|output|summary|code|implementation|solution)"
+        r"\b|\b(?:your|the)\s+(?:answer|response|reply|output|summary)\s+(?:must|should|"
+        r"has\s+to|needs\s+to|shall)\b|\b(?:answer|respond|reply)\s+(?:only\s+)?"
+        r"(?:in|with|using)\s+(?:\w+\s+){0,3}?(?:instead|only)\b",
     ),
     (
         "exfiltration",
@@ -266,16 +319,17 @@ class _Pattern(Protocol):
 
 
 def _compile(pattern: str) -> _Pattern:
-    if _re2 is not None:
-        compiled: _Pattern = _re2.compile("(?im)" + pattern)
-        return compiled
-    return re.compile(pattern, re.IGNORECASE | re.MULTILINE)
+    # RE2's \w and \W are ASCII-only; these rules read every script.
+    pattern = pattern.replace(r"[^\w]", r"[^\pL\pN_]").replace(r"\w", r"[\pL\pN_]")
+    pattern = pattern.replace(r"\W", r"[^\pL\pN_]")
+    compiled: _Pattern = re2.compile("(?im)" + pattern)
+    return compiled
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
     name: str
-    gate: tuple[str, ...]  # lower-case substrings; without one of them the rule cannot match
+    gate: tuple[str, ...]  # words one of which every match contains (documentation, tests)
     why: str
     pattern: _Pattern
 
@@ -293,6 +347,8 @@ RULES: tuple[Rule, ...] = tuple(
     for name, gate, why, pattern in _SPECS
 )
 RULE_NAMES: tuple[str, ...] = tuple(rule.name for rule in RULES)
+# A directive about the answer is an ordinary request from the user and a hijack from data.
+DATA_ONLY: frozenset[str] = frozenset({"response_directive"})
 
 MAX_SCAN_CHARS = 1 << 20  # rules read at most this much of one view; the classifier reads all
 
@@ -300,11 +356,8 @@ MAX_SCAN_CHARS = 1 << 20  # rules read at most this much of one view; the classi
 def find(text: str) -> list[Hit]:
     """Return the first match of every rule in ``text`` (rules are features, not counters)."""
     sample = text[:MAX_SCAN_CHARS]
-    lowered = sample.lower()
     hits: list[Hit] = []
     for rule in RULES:
-        if _re2 is None and not any(word in lowered for word in rule.gate):
-            continue
         match: _Match | None = rule.pattern.search(sample)
         if match is not None:
             hits.append(Hit(rule.name, rule.why, match.start(), match.end()))

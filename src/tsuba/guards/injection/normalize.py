@@ -5,6 +5,8 @@ instruction look different to a detector while an LLM still reads it.  Every ste
 bounded (payload count, length, nesting depth and total decoded size), so a hostile 10 MB
 input costs linear time and never recursion without end.
 """
+# ruff: noqa: RUF003  (comments show the look-alike letters they handle)
+
 
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
+from urllib.parse import unquote
+
+from confusable_homoglyphs import confusables
 
 # Limits that keep hostile inputs linear.
 MAX_DEPTH = 3  # an encoding inside an encoding inside an encoding
@@ -26,31 +31,38 @@ MIN_HEX_BYTES = 8
 
 # Zero-width, joiners, word joiner, BOM, soft hyphen, Mongolian vowel separator, variation
 # selectors: an LLM reads straight through them, a substring match does not.
-_INVISIBLE = (
-    [0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0]
-    + list(range(0x200B, 0x2010))  # ZWSP, ZWNJ, ZWJ, LRM, RLM
-    + list(range(0x2060, 0x2070))  # word joiner, invisible operators, deprecated format chars
-    + list(range(0xFE00, 0xFE10))  # variation selectors
-    + list(range(0xE0100, 0xE01F0))  # variation selectors supplement
-)
+_INVISIBLE = [
+    *(0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0),
+    *range(0x200B, 0x2010),  # ZWSP, ZWNJ, ZWJ, LRM, RLM
+    *range(0x2060, 0x2070),  # word joiner, invisible operators, deprecated format chars
+    *range(0xFE00, 0xFE10),  # variation selectors
+    *range(0xE0100, 0xE01F0),  # variation selectors supplement
+]
 # Embedding, override and isolate controls that reorder what a person sees.
 _BIDI = [0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069]
 _TAG_BASE = 0xE0000  # Unicode tag characters: invisible ASCII ("ASCII smuggling")
 
 _STRIP_TABLE: dict[int, None] = dict.fromkeys(_INVISIBLE + _BIDI)
 _TAG_RE = re.compile("[\U000e0020-\U000e007e]+")
-_B64_RE = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{%d,}={0,2}" % MIN_B64)
-_HEX_RE = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}[ :]?){%d,}" % MIN_HEX_BYTES)
-_HEX_ESC_RE = re.compile(r"(?:\\x[0-9A-Fa-f]{2}){%d,}" % MIN_HEX_BYTES)
+_B64_RE = re.compile(rf"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{{{MIN_B64},}}={{0,2}}")
+_HEX_RE = re.compile(rf"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{{2}}[ :]?){{{MIN_HEX_BYTES},}}")
+_HEX_ESC_RE = re.compile(rf"(?:\\x[0-9A-Fa-f]{{2}}){{{MIN_HEX_BYTES},}}")
 _PCT_RE = re.compile(r"(?:%[0-9A-Fa-f]{2}[^%\s]{0,3}){6,}")
 _WORD_RE = re.compile(r"\w+")
-_LEET_WORD_RE = re.compile(r"(?=\S*[A-Za-z])(?=\S*[0134578@$|!])[A-Za-z0-9@$|!]{3,}")
+_LEET_TOKEN_RE = re.compile(r"[A-Za-z0-9@$|!]{3,40}")
+_LEET_CHARS = frozenset("0134578@$|!")
 _ROT13_HINT = re.compile(r"rot[\s_-]?13|caesar|rotate each letter", re.IGNORECASE)
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
                        "8": "b", "@": "a", "$": "s", "|": "l", "!": "i"})
 # Words common in English instructions: a decoding is kept when it reads as text.
 _COMMON = frozenset(
-    ["the", "a", "an", "and", "or", "to", "of", "in", "on", "for", "is", "are", "be", "you", "your", "all", "any", "previous", "prior", "above", "instructions", "instruction", "ignore", "forget", "disregard", "say", "print", "tell", "me", "now", "from", "this", "that", "with", "what", "system", "prompt", "password", "secret", "reveal", "output", "write", "do", "not", "new", "rules", "mode"]
+    (
+        "the", "a", "an", "and", "or", "to", "of", "in", "on", "for", "is", "are", "be", "you",
+        "your", "all", "any", "previous", "prior", "above", "instructions", "instruction", "ignore",
+        "forget", "disregard", "say", "print", "tell", "me", "now", "from", "this", "that", "with",
+        "what", "system", "prompt", "password", "secret", "reveal", "output", "write", "do", "not",
+        "new", "rules", "mode",
+    )
 )
 
 
@@ -74,8 +86,6 @@ def _confusable_table() -> dict[int, str]:
     Built from the Unicode confusables data that ``confusable_homoglyphs`` ships, so the
     table follows Unicode's, not a hand-made list.
     """
-    from confusable_homoglyphs import confusables
-
     table: dict[int, str] = {}
     data = confusables.confusables_data
     for char, entries in data.items():
@@ -96,11 +106,10 @@ def _fold_word(match: re.Match[str]) -> str:
         return word
     has_ascii = any(c.isascii() and c.isalpha() for c in word)
     table = _confusable_table()
-    if not has_ascii:
-        # A word of only look-alikes (Cyrillic "ѕуѕtеm") is folded only when every letter
-        # has an ASCII twin; genuine Russian words almost never do.
-        if len(word) < 3 or any(ord(c) not in table for c in word):
-            return word
+    # A word of only look-alikes (Cyrillic "ѕуѕtеm") is folded only when every letter has an
+    # ASCII twin; genuine Russian words almost never do.
+    if not has_ascii and (len(word) < 3 or any(ord(c) not in table for c in word)):
+        return word
     folded = word.translate(table)
     return folded
 
@@ -202,8 +211,6 @@ def _decode_hex(text: str) -> list[str]:
 
 
 def _decode_percent(text: str) -> list[str]:
-    from urllib.parse import unquote
-
     found: list[str] = []
     for match in _PCT_RE.finditer(text):
         run = match.group(0)[:MAX_PAYLOAD_CHARS]
@@ -227,12 +234,20 @@ def _decode_rot13(text: str) -> list[str]:
     return []
 
 
+def _is_leet(token: str) -> bool:
+    return any(c.isalpha() for c in token) and any(c in _LEET_CHARS for c in token)
+
+
+def _unleet(match: re.Match[str]) -> str:
+    token = match.group(0)
+    return token.translate(_LEET) if _is_leet(token) else token
+
+
 def _decode_leet(text: str) -> list[str]:
     sample = text[:MAX_PAYLOAD_CHARS]
-    words = _LEET_WORD_RE.findall(sample)
-    if len(words) < 2:
+    if sum(1 for t in _LEET_TOKEN_RE.findall(sample) if _is_leet(t)) < 2:
         return []
-    plain = _LEET_WORD_RE.sub(lambda m: m.group(0).translate(_LEET), sample)
+    plain = _LEET_TOKEN_RE.sub(_unleet, sample)
     if plain != sample and _english_hits(plain) > _english_hits(sample):
         return [plain]
     return []
