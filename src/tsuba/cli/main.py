@@ -35,6 +35,8 @@ _MODULES: list[tuple[str, str | None]] = [
     ("model", "model"),
     ("apikeys", "apikeys"),
     ("guard", "guard"),
+    ("detect", "detect"),
+    ("soar", "soar"),
 ]
 
 _state = {"debug": False}

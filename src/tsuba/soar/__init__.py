@@ -1,0 +1,1 @@
+"""Security monitoring and response: detections, alerts, incidents and their metrics."""
