@@ -78,6 +78,27 @@ _TAIL = re.compile(
     r")){1,3}"
 )
 _ZIP_TAIL = re.compile(r"[0-9]{5}(?:-[0-9]{4})?(?![\w])|[A-Z]{1,2}[0-9][A-Z0-9]?[ \t]?[0-9][A-Z]{2}(?![\w])")
+# Address lines after the street: ", Suite 5", "\n Ettelgem", ", CO", "\n Uruguay 64677".
+_NEXT_PART = re.compile(
+    r"[ \t]*(?:,[ \t]*\n?|\n)[ \t]*(?:,[ \t]*)?"
+    r"(?:(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|Box)[ \t]*[0-9]{1,6}[A-Za-z]?"
+    r"|[0-9]{3,5}(?:[ \-][0-9]{2,4})?(?:[ \t]+[A-ZÀ-Þ][\wÀ-ÿ\-]{1,30}){0,2}"
+    r"|[A-ZÀ-Þ][\wÀ-ÿ'\-.]{0,30}(?:[ \t][A-ZÀ-Þ][\wÀ-ÿ'\-.]{0,30}){0,3}"
+    r"(?:[ \t]+[0-9]{3,5}(?:[ \-][0-9]{2,4})?)?)(?![\w])"
+)
+MAX_PARTS = 4
+
+
+def _lines_after(text: str, end: int) -> int:
+    """Extend an address over the unit, town, region and country lines that follow it."""
+    for _ in range(MAX_PARTS):
+        m = _NEXT_PART.match(text, end)
+        if m is None:
+            break
+        end = m.end()
+    return end
+
+
 ADDRESS_CONTEXT = words_pattern(
     (
         "address", "live at", "lives at", "located at", "ship to", "deliver to", "mail to",
@@ -100,7 +121,7 @@ class AddressRecognizer:
             (re.compile(_FR), 0.7, "French street with house number", True),
             (re.compile(_ES_IT), 0.7, "Spanish/Italian street with house number", True),
             (re.compile(_PO_BOX), 0.5, "post office box", True),
-            (re.compile(_UNIT_ONLY), 0.45, "apartment or suite number", False),
+            (re.compile(_UNIT_ONLY), 0.55, "apartment or suite number", False),
             (re.compile(_JP), 0.75, "Japanese address", False),
             (re.compile(_JP_POSTAL), 0.7, "Japanese postal code", False),
         ]
@@ -115,6 +136,8 @@ class AddressRecognizer:
                     t = _TAIL.match(text, end)
                     if t is not None and _ZIP_TAIL.search(t.group()):
                         end = t.end()
+                    else:
+                        end = _lines_after(text, end)
                 final = score
                 reason = why
                 if ADDRESS_CONTEXT is not None and ADDRESS_CONTEXT.search(ctx.window(start, end)):

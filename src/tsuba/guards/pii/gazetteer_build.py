@@ -50,7 +50,8 @@ further had has have having he her here hers herself him himself his how i if in
 its itself just me more most my myself no nor not now of off on once only or other our ours
 out over own same she should so some such than that the their theirs them then there these
 they this those through to too under until up very was we were what when where which while
-who whom why will with would you your yours yourself please thanks thank hello hi dear yes
+who whom why will with would you your yours yourself please thanks thank hello hi dear yes university college school one two
+three apt suite box unit flat floor room users
 okay ok sure new old good great best first last next my card bank account address street
 road avenue city state country email phone number name date time day week month year today
 tomorrow yesterday morning evening night monday tuesday wednesday thursday friday saturday

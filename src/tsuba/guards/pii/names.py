@@ -71,6 +71,8 @@ _CAP_RUN = re.compile(
     rf"(?<![\w'’\-])(?:[{_UPPER}]\.|{_CAPWORD})"
     rf"(?:[ ](?:{_CONNECTOR_RE}[ ]){{0,2}}(?:[{_UPPER}]\.|{_CAPWORD})){{0,5}}"
 )
+# Running prose right before a word: "... to town, Derrick" but not "Not Found".
+_LOWER_BEFORE = re.compile(r"(?:^|[^\W\d_A-Z])[a-zà-ÿ]{2,}[ ,]{1,3}\Z")
 _PREV_WORD = re.compile(r"([^\W\d_]+)\.?[ \t]*\Z")
 _TOKEN = re.compile(r"[^\W\d_](?:[^\W\d_]|['’\-](?=[^\W\d_])){0,40}\.?")
 CONNECTORS = frozenset(
@@ -204,7 +206,10 @@ class NameRecognizer:
         if not run:
             return
         before = ctx.before(run[0].start, 28)
-        yield from self._person(gz, run, before, titled=titled, sentence_start=sentence_start)
+        raw_before = text[max(0, run[0].start - 28) : run[0].start]
+        yield from self._person(
+            gz, run, before, titled=titled, sentence_start=sentence_start, raw_before=raw_before
+        )
 
     @staticmethod
     def _sentence_start(text: str, pos: int) -> bool:
@@ -255,7 +260,14 @@ class NameRecognizer:
         return Finding(run[0].start, run[-1].end, "LOCATION", min(score, 1.0), self.name, why)
 
     def _person(
-        self, gz: Gazetteer, run: list[_Tok], before: str, *, titled: bool, sentence_start: bool
+        self,
+        gz: Gazetteer,
+        run: list[_Tok],
+        before: str,
+        *,
+        titled: bool,
+        sentence_start: bool,
+        raw_before: str = "",
     ) -> Iterable[Finding]:
         run = [t for t in run if t.cap]  # particles (van, de) count for neither side
         if not run or len(run) > 4:
@@ -278,6 +290,8 @@ class NameRecognizer:
             score, why = 0.45, "capitalised unknown words"
         elif n == 1 and (first[0] or sur[0]):
             score, why = (0.45 if first[0] else 0.35), "known name word"
+            if not sentence_start and not allcaps and _LOWER_BEFORE.search(raw_before):
+                score, why = score + 0.15, why + " inside a sentence"
         elif n == 1 and unknown[0] and not sentence_start:
             score, why = 0.3, "capitalised unknown word"
         else:
