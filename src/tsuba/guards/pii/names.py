@@ -259,7 +259,7 @@ class NameRecognizer:
         why = f"gazetteer {kind}" + ("; place cue before" if cue else "")
         return Finding(run[0].start, run[-1].end, "LOCATION", min(score, 1.0), self.name, why)
 
-    def _person(
+    def _person(  # noqa: PLR0912 - one branch per kind of name evidence
         self,
         gz: Gazetteer,
         run: list[_Tok],
