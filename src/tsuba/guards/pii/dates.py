@@ -132,6 +132,8 @@ class DateRecognizer:
         # A textual date holds a number: look only around the digit runs, not the whole text.
         seen: set[tuple[int, int]] = set()
         for run in _DIGITS.finditer(text):
+            if run.end() - run.start() > 4:
+                continue  # neither a day nor a year
             starts = [run.start()]
             before = _WORDS_BEFORE.search(ctx.lower, max(0, run.start() - _WINDOW), run.start())
             if before is not None:
