@@ -36,6 +36,7 @@ from tsuba.core.events import Severity
 from tsuba.core.identity import parse_duration
 from tsuba.soar.rules.fields import Predicate, compile_match, getter, match_classes
 
+_MAX_SECONDS = 366 * 86400
 _ID = r"^[a-z0-9][a-z0-9_.-]{0,127}$"
 
 
@@ -43,8 +44,8 @@ def _duration(value: object) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("a duration is a string like 10m or a number of seconds")
     if isinstance(value, int | float):
-        if value <= 0:
-            raise ValueError("a duration must be longer than zero")
+        if not 0 < value <= _MAX_SECONDS:
+            raise ValueError(f"a duration must be longer than zero and at most {_MAX_SECONDS} s")
         return timedelta(seconds=value)
     if isinstance(value, str):
         try:
