@@ -113,7 +113,7 @@ def _segments(norm: Normalized) -> list[_Segment]:
 
 def example_features(
     text: str, source: Source = "user"
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], list[str]]:
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32], list[str]]:
     """One training example: the whole text, every view, every rule hit (no windows)."""
     norm = normalize(text)
     views = norm.views()

@@ -51,7 +51,7 @@ def dense_names(rule_names: Sequence[str]) -> tuple[str, ...]:
     )
 
 
-Indices = npt.NDArray[np.int64]
+Indices = npt.NDArray[np.int32]
 Values = npt.NDArray[np.float32]
 
 
@@ -62,26 +62,25 @@ def prepare(text: str) -> str:
 
 def _char_ngrams(text: str) -> Indices:
     if not text:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int32)
     codes = np.frombuffer((" " + text + " ").encode("utf-32-le"), dtype=np.uint32)
-    codes = codes.astype(np.uint64)
+    h = codes.astype(np.uint64)
     parts: list[Indices] = []
     with np.errstate(over="ignore"):
-        for n in CHAR_NS:
-            if codes.size < n:
-                continue
-            length = codes.size - n + 1
-            h = np.full(length, _SEEDS[n], dtype=np.uint64)
-            for k in range(n):
-                h = h * _BASE + codes[k : k + length]
-            parts.append(((h * _MIX) >> _SHIFT).astype(np.int64))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        # Extend the (n-1)-gram hashes by one character to get the n-gram hashes.
+        for n in range(2, max(CHAR_NS) + 1):
+            if h.size < 2:
+                break
+            h = h[:-1] * _BASE + codes[n - 1 :].astype(np.uint64)
+            if n in CHAR_NS:
+                parts.append((((h + _SEEDS[n]) * _MIX) >> _SHIFT).astype(np.int32))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
 
 
 def _word_ngrams(text: str) -> Indices:
     tokens = _TOKEN_RE.findall(text)
     if not tokens:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.int32)
     uni = np.fromiter((zlib.crc32(t.encode()) for t in tokens), dtype=np.uint64, count=len(tokens))
     with np.errstate(over="ignore"):
         h1 = (uni + _SEEDS[101]) * _MIX
@@ -90,7 +89,7 @@ def _word_ngrams(text: str) -> Indices:
             h = np.concatenate((h1, h2))
         else:
             h = h1
-    return (h >> _SHIFT).astype(np.int64)
+    return (h >> _SHIFT).astype(np.int32)
 
 
 def hashed(texts: Iterable[str]) -> tuple[Indices, Values]:
@@ -102,8 +101,8 @@ def hashed(texts: Iterable[str]) -> tuple[Indices, Values]:
     chars = [_char_ngrams(t) for t in texts]
     words = [_word_ngrams(t) for t in texts]
     # Presence, not counts: a table or a word repeated a thousand times must not add up.
-    char_idx = np.unique(np.concatenate(chars)) if chars else np.zeros(0, dtype=np.int64)
-    word_idx = np.unique(np.concatenate(words)) if words else np.zeros(0, dtype=np.int64)
+    char_idx = np.unique(np.concatenate(chars)) if chars else np.zeros(0, dtype=np.int32)
+    word_idx = np.unique(np.concatenate(words)) if words else np.zeros(0, dtype=np.int32)
     values: list[Values] = []
     for idx in (char_idx, word_idx):
         scale = 1.0 / np.sqrt(idx.size) if idx.size else 0.0

@@ -38,7 +38,7 @@ class LinearModel:
 
     def logit(
         self,
-        indices: npt.NDArray[np.int64],
+        indices: npt.NDArray[np.int32],
         values: npt.NDArray[np.float32],
         dense_on: list[int],
     ) -> float:

@@ -49,8 +49,13 @@ _HEX_RE = re.compile(rf"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{{2}}[ :]?){{{MIN_HEX_BYTE
 _HEX_ESC_RE = re.compile(rf"(?:\\x[0-9A-Fa-f]{{2}}){{{MIN_HEX_BYTES},}}")
 _PCT_RE = re.compile(r"(?:%[0-9A-Fa-f]{2}[^%\s]{0,3}){6,}")
 _WORD_RE = re.compile(r"\w+")
-_LEET_TOKEN_RE = re.compile(r"[A-Za-z0-9@$|!]{3,40}")
-_LEET_CHARS = frozenset("0134578@$|!")
+# A token of 3-40 letters, digits and symbols holding both a letter and a leet substitute;
+# the lookaheads are bounded, so this stays linear.
+_LEET_TOKEN_RE = re.compile(
+    r"(?<![A-Za-z0-9@$|!])(?=[A-Za-z0-9@$|!]{0,39}[A-Za-z])(?=[A-Za-z0-9@$|!]{0,39}[0134578@$|!])"
+    r"[A-Za-z0-9@$|!]{3,40}(?![A-Za-z0-9@$|!])"
+)
+_NOT_ASCII_LETTER = bytes(b for b in range(256) if not chr(b).isascii() or not chr(b).isalpha())
 _ROT13_HINT = re.compile(r"rot[\s_-]?13|caesar|rotate each letter", re.IGNORECASE)
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
                        "8": "b", "@": "a", "$": "s", "|": "l", "!": "i"})
@@ -224,28 +229,26 @@ def _decode_percent(text: str) -> list[str]:
 
 def _decode_rot13(text: str) -> list[str]:
     sample = text[:MAX_PAYLOAD_CHARS]
-    letters = sum(1 for c in sample if c.isascii() and c.isalpha())
+    letters = len(sample.encode("ascii", "ignore").translate(None, _NOT_ASCII_LETTER))
     if letters < 12:
         return []
+    before = _english_hits(sample)
+    if before * 5 >= letters / 6:  # already reads as English: about one word in five is common
+        return []
     rotated = codecs.decode(sample, "rot13")
-    before, after = _english_hits(sample), _english_hits(rotated)
+    after = _english_hits(rotated)
     if (after >= 3 and after > 2 * before) or (_ROT13_HINT.search(sample) and after > before):
         return [rotated]
     return []
 
 
-def _is_leet(token: str) -> bool:
-    return any(c.isalpha() for c in token) and any(c in _LEET_CHARS for c in token)
-
-
 def _unleet(match: re.Match[str]) -> str:
-    token = match.group(0)
-    return token.translate(_LEET) if _is_leet(token) else token
+    return match.group(0).translate(_LEET)
 
 
 def _decode_leet(text: str) -> list[str]:
     sample = text[:MAX_PAYLOAD_CHARS]
-    if sum(1 for t in _LEET_TOKEN_RE.findall(sample) if _is_leet(t)) < 2:
+    if len(_LEET_TOKEN_RE.findall(sample)) < 2:
         return []
     plain = _LEET_TOKEN_RE.sub(_unleet, sample)
     if plain != sample and _english_hits(plain) > _english_hits(sample):
