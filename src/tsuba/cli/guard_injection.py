@@ -5,6 +5,7 @@ Input that is not UTF-8 is refused rather than repaired: bytes a guard cannot re
 it cannot vouch for.
 """
 
+# ruff: noqa: PLR0917  (typer commands take their options as parameters)
 from __future__ import annotations
 
 import json
@@ -40,12 +41,15 @@ def _read(file: str) -> bytes:
         raise InputError(f"{file}: cannot read ({exc.strerror})") from exc
 
 
-def _decode(data: bytes, name: str) -> str:
+def _decode(data: bytes, name: str, errors: str = "strict") -> str:
+    if errors not in ("strict", "replace"):
+        raise InputError("--errors must be 'strict' or 'replace'")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as exc:
         raise InputError(
-            f"{name} is not valid UTF-8 (byte {exc.start}); convert it to UTF-8 first"
+            f"{name} is not valid UTF-8 (byte {exc.start}); convert it to UTF-8 first "
+            "or pass --errors replace"
         ) from exc
 
 
@@ -55,19 +59,21 @@ def _source(value: str) -> Source:
     return value
 
 
-def _record_text(line: str, number: int, name: str) -> tuple[str, Source | None, Any]:
+def _record_text(
+    line: str, number: int, name: str, field: str = "text"
+) -> tuple[str, Source | None, Any]:
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"{name} line {number}: not JSON ({exc.msg})") from exc
     if isinstance(record, str):
         return record, None, None
-    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+    if not isinstance(record, dict) or not isinstance(record.get(field), str):
         raise InputError(
-            f'{name} line {number}: expected a JSON string or an object with a "text" string'
+            f'{name} line {number}: expected a JSON string or an object with a "{field}" string'
         )
     source = record.get("source")
-    return record["text"], _source(source) if source is not None else None, record.get("id")
+    return record[field], _source(source) if source is not None else None, record.get("id")
 
 
 def _injection(
@@ -82,6 +88,12 @@ def _injection(
             "--jsonl", help='One record a line: a JSON string or {"text", "source"?, "id"?}.'
         ),
     ] = False,
+    field: Annotated[
+        str, typer.Option("--field", help="With --jsonl: the object key that holds the text.")
+    ] = "text",
+    errors: Annotated[
+        str, typer.Option("--errors", help="Invalid UTF-8: 'strict' (refuse) or 'replace'.")
+    ] = "strict",
     fmt: FormatOption = Format.text,
 ) -> None:
     """Score text for prompt injection and jailbreak attempts."""
@@ -91,10 +103,10 @@ def _injection(
     name = "standard input" if file == "-" else file
     data = _read(file)
     if not jsonl:
-        verdict = detect(_decode(data, name), default_source, threshold=threshold)
+        verdict = detect(_decode(data, name, errors), default_source, threshold=threshold)
         emit(verdict.as_dict(), fmt)
         raise typer.Exit(1 if verdict.label == "injection" else 0)
-    text = _decode(data, name)
+    text = _decode(data, name, errors)
     lines = text.splitlines()
     flagged = 0
     show = len(data) >= _PROGRESS_BYTES and err.is_terminal
@@ -104,7 +116,7 @@ def _injection(
             progress.advance(task)
             if not line.strip():
                 continue
-            body, rec_source, rec_id = _record_text(line, number, name)
+            body, rec_source, rec_id = _record_text(line, number, name, field)
             verdict = detect(body, rec_source or default_source, threshold=threshold)
             flagged += verdict.label == "injection"
             row: dict[str, object] = {"line": number, **verdict.as_dict()}
