@@ -132,3 +132,7 @@ def test_test_command_checks_a_rule(cli, tmp_path: Path) -> None:  # type: ignor
     broken.write_text(RULE.replace("LLM", "X").replace("AML.T0040", "T-1"), "utf-8")
     bad = cli("detect", "test", str(broken), str(events))
     assert bad.code == 2 and "broken.yaml: rule 'custom.refusals'" in bad.stderr
+    broken.write_text("rules: [ {id: x", "utf-8")
+    bad = cli("detect", "test", str(broken), str(events))
+    assert bad.code == 2 and "not valid YAML" in bad.stderr and "line 1" in bad.stderr
+    assert bad.stderr.count("\n") == 1

@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from soar_events import T0, auth
+from soar_events import PM, T0, Clock, alert, auth
 from sqlalchemy import Engine, select
 
 from tsuba.core.errors import ConflictError, InputError, NotFoundError
@@ -20,29 +20,7 @@ from tsuba.soar.incidents import (
     State,
 )
 from tsuba.soar.models import AlertRow
-from tsuba.soar.rules import Alert, DetectionEngine, builtin_rules
-
-PM = PostMortem(summary="Leaked key used by a scraper", root_cause="key in a public repo",
-                actions=["revoked the key", "secret scanning on the repo"])
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0 + timedelta(minutes=5)
-
-    def __call__(self):  # type: ignore[no-untyped-def]
-        return self.now
-
-
-def alert(
-    rule: str = "r.one", severity: Severity = Severity.HIGH, minutes: float = 0,
-    group: dict[str, str] | None = None, actor: str | None = None, src_ip: str | None = None,
-) -> Alert:
-    at = T0 + timedelta(minutes=minutes)
-    return Alert(rule_id=rule, title=f"title of {rule}", severity=severity, time=at,
-                 first_seen=at - timedelta(seconds=30), group=group or {"src_ip": "192.0.2.1"},
-                 count=3, event_ids=("e1",), message=f"{rule} fired", actor=actor,
-                 src_ip=src_ip, owasp_llm=("LLM10",), mitre_atlas=("AML.T0012",))
+from tsuba.soar.rules import DetectionEngine, builtin_rules
 
 
 @pytest.fixture

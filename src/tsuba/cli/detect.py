@@ -35,7 +35,7 @@ _ALERT_COLUMNS = ["time", "severity", "rule_id", "count", "group"]
 
 
 @contextmanager
-def _lines(path: Path) -> Iterator[TextIO]:
+def open_lines(path: Path) -> Iterator[TextIO]:
     if str(path) == "-":
         yield sys.stdin
         return
@@ -49,7 +49,7 @@ def _lines(path: Path) -> Iterator[TextIO]:
         yield handle
 
 
-def _rules(extra: list[Path] | None, builtin: bool) -> list[Rule]:
+def select_rules(extra: list[Path] | None, builtin: bool) -> list[Rule]:
     rules = builtin_rules() if builtin else []
     seen = {r.id for r in rules}
     for path in extra or []:
@@ -65,7 +65,7 @@ def _rules(extra: list[Path] | None, builtin: bool) -> list[Rule]:
 
 def _run(rules: list[Rule], events: Path) -> tuple[list[Alert], int]:
     engine = DetectionEngine(rules)
-    with _lines(events) as lines:
+    with open_lines(events) as lines:
         try:
             alerts = engine.run(read_events(lines))
         except UnicodeDecodeError:
@@ -94,7 +94,7 @@ def rules_cmd(
     fmt: FormatOption = Format.text,
 ) -> None:
     """List the detection rules with their OWASP LLM Top 10 and MITRE ATLAS mappings."""
-    loaded = _rules(rules, not no_builtin)
+    loaded = select_rules(rules, not no_builtin)
     if fmt is Format.json:
         emit_json([r.to_dict() for r in loaded])
         return
@@ -120,7 +120,7 @@ def replay_cmd(
     fmt: FormatOption = Format.text,
 ) -> None:
     """Run the rules over events and print the alerts; exit 1 when any alert is raised."""
-    alerts, count = _run(_rules(rules, not no_builtin), events)
+    alerts, count = _run(select_rules(rules, not no_builtin), events)
     _show_alerts(alerts, count, fmt)
     if alerts:
         raise typer.Exit(1)

@@ -205,12 +205,20 @@ def compile_rule(spec: RuleSpec) -> Rule:
     return Rule(spec=spec, match=match, steps=steps, classes=classes)
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"{exc.problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(exc).split())
+
+
 def parse_rules(text: str, source: str = "rules") -> list[Rule]:
     """Rules from YAML text; any problem is one InputError naming the source and the rule."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"{source}: not valid YAML: {exc}") from None
+        raise InputError(f"{source}: not valid YAML: {yaml_problem(exc)}") from None
     if isinstance(data, dict) and "rules" in data:
         if set(data) - {"rules"}:
             extra = ", ".join(sorted(str(k) for k in set(data) - {"rules"}))

@@ -1,0 +1,261 @@
+"""``tsuba soar``: incidents (list, show, acknowledge, contain, resolve, close), false
+positives, SLA escalation, filing detections from events, and the response metrics.
+
+Every change is recorded in the audit log and published on the bus as an Incident Finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from tsuba.cli.common import Format, FormatOption, HomeOption, emit, emit_json, out, settings
+from tsuba.cli.detect import NoBuiltinOption, RulesOption, open_lines, select_rules
+from tsuba.cli.principal import local_actor
+from tsuba.core.errors import InputError
+from tsuba.core.identity import parse_duration, parse_instant
+from tsuba.core.platform import Platform
+from tsuba.soar.incidents import (
+    ACTIVE,
+    Incident,
+    IncidentService,
+    PostMortem,
+    Priority,
+    State,
+)
+from tsuba.soar.metrics import compute_metrics
+from tsuba.soar.rules import DetectionEngine
+from tsuba.soar.rules.jsonl import read_events
+from tsuba.soar.rules.spec import yaml_problem
+
+app = typer.Typer(
+    help="Incidents and response: list, show, ack, contain, resolve, close, metrics.",
+    no_args_is_help=True,
+)
+
+IdArg = Annotated[int, typer.Argument(help="The incident number, from 'incidents'.")]
+NoteOption = Annotated[str, typer.Option("--note", "-m", help="Why, for the record.")]
+_COLUMNS = ["id", "severity", "state", "title", "alert_count", "opened_at", "respond_due_at",
+            "sla_breached"]
+
+
+@contextmanager
+def _service(home: Path | None) -> Iterator[IncidentService]:
+    cfg = settings(home)
+    with Platform.open(cfg) as platform:
+        yield IncidentService(platform.engine, emit=platform.record, actor=local_actor())
+
+
+def _show(incident: Incident, fmt: Format) -> None:
+    if fmt is Format.json:
+        emit_json(incident.to_dict(full=True))
+        return
+    data = incident.to_dict(full=True)
+    alerts, history = data.pop("alerts"), data.pop("history")
+    emit(data, fmt)
+    out.print("")
+    emit([{k: a[k] for k in ("id", "rule_id", "severity", "hits", "last_seen",
+                             "false_positive")} for a in alerts], fmt, title="alerts")
+    emit(history, fmt, columns=["at", "actor", "action", "from", "to", "note"],
+         title="history")
+
+
+def _changed(incident: Incident, fmt: Format) -> None:
+    if fmt is Format.json:
+        emit_json(incident.to_dict())
+    else:
+        out.print(f"incident {incident.id} ({incident.severity.value}) is now "
+                  f"{incident.state.value}", highlight=False, markup=False)
+
+
+@app.command("incidents")
+def incidents_cmd(
+    state: Annotated[
+        list[State] | None,
+        typer.Option("--state", help="Only these states (repeatable); default: not closed."),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Closed incidents too.")] = False,
+    severity: Annotated[
+        str | None, typer.Option("--severity", help="Only this priority, P0 to P3.")
+    ] = None,
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """List incidents, worst first."""
+    if state and all_:
+        raise InputError("--state and --all exclude each other: name states or ask for all")
+    states: tuple[State, ...] | None = tuple(state) if state else (
+        None if all_ else (*ACTIVE, State.RESOLVED)
+    )
+    prio = Priority.parse(severity) if severity else None
+    with _service(home) as svc:
+        rows = [i.to_dict() for i in svc.list(states=states, severity=prio)]
+    emit(rows, fmt, columns=_COLUMNS)
+
+
+@app.command("show")
+def show_cmd(incident: IdArg, home: HomeOption = None, fmt: FormatOption = Format.text) -> None:
+    """An incident with its alerts, entities, post-mortem and history."""
+    with _service(home) as svc:
+        _show(svc.get(incident), fmt)
+
+
+@app.command("ack")
+def ack_cmd(incident: IdArg, note: NoteOption = "", home: HomeOption = None,
+            fmt: FormatOption = Format.text) -> None:
+    """Acknowledge: someone is on it (stops the response-time clock)."""
+    with _service(home) as svc:
+        _changed(svc.acknowledge(incident, note), fmt)
+
+
+@app.command("contain")
+def contain_cmd(incident: IdArg, note: NoteOption = "", home: HomeOption = None,
+                fmt: FormatOption = Format.text) -> None:
+    """Contained: the harm is stopped (key revoked, principal blocked, model quarantined)."""
+    with _service(home) as svc:
+        _changed(svc.contain(incident, note), fmt)
+
+
+@app.command("resolve")
+def resolve_cmd(incident: IdArg, note: NoteOption = "", home: HomeOption = None,
+                fmt: FormatOption = Format.text) -> None:
+    """Resolved: the cause is fixed."""
+    with _service(home) as svc:
+        _changed(svc.resolve(incident, note), fmt)
+
+
+@app.command("reopen")
+def reopen_cmd(incident: IdArg, note: NoteOption = "", home: HomeOption = None,
+               fmt: FormatOption = Format.text) -> None:
+    """Reopen a resolved incident."""
+    with _service(home) as svc:
+        _changed(svc.reopen(incident, note), fmt)
+
+
+def _postmortem(path: Path) -> PostMortem:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"post-mortem file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read post-mortem file {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(
+            f"post-mortem file {path} is not YAML or JSON: {yaml_problem(exc)}"
+        ) from None
+    return PostMortem.parse(data)
+
+
+@app.command("close")
+def close_cmd(
+    incident: IdArg,
+    postmortem: Annotated[
+        Path | None,
+        typer.Option("--postmortem", help="YAML/JSON: summary, root_cause, actions, lessons. "
+                     "Required for P0 and P1."),
+    ] = None,
+    note: NoteOption = "",
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """Close a resolved incident (P0 and P1 need --postmortem)."""
+    record = _postmortem(postmortem) if postmortem is not None else None
+    with _service(home) as svc:
+        _changed(svc.close(incident, record, note), fmt)
+
+
+@app.command("false-positive")
+def false_positive_cmd(
+    alert: Annotated[str, typer.Argument(help="The alert id, from 'show'.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the alert is wrong.")],
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """Mark an alert false positive; an incident of only false alerts closes itself."""
+    with _service(home) as svc:
+        record = svc.mark_false_positive(alert, reason)
+        incident = svc.get(record.incident_id)
+    if fmt is Format.json:
+        emit_json({"alert": record.to_dict(), "incident": incident.to_dict()})
+    else:
+        out.print(f"alert {record.id} marked false positive; incident {incident.id} is "
+                  f"{incident.state.value}", highlight=False, markup=False)
+
+
+@app.command("sla-check")
+def sla_check_cmd(home: HomeOption = None, fmt: FormatOption = Format.text) -> None:
+    """Escalate open incidents past their response time; exit 1 if any was escalated."""
+    with _service(home) as svc:
+        escalated = svc.check_sla()
+    emit([i.to_dict() for i in escalated], fmt, columns=_COLUMNS)
+    if escalated:
+        raise typer.Exit(1)
+
+
+@app.command("ingest")
+def ingest_cmd(
+    events: Annotated[Path, typer.Argument(help="JSON-lines events ('-' for stdin).")],
+    rules: RulesOption = None,
+    no_builtin: NoBuiltinOption = False,
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """Run the detection rules over events and file the alerts as incidents."""
+    engine = DetectionEngine(select_rules(rules, not no_builtin))
+    with open_lines(events) as lines:
+        try:
+            alerts = engine.run(read_events(lines))
+        except UnicodeDecodeError:
+            raise InputError(f"event file {events} is not UTF-8 text") from None
+    filed: list[dict[str, Any]] = []
+    with _service(home) as svc:
+        for alert in alerts:
+            result = svc.ingest(alert)
+            filed.append({"alert": alert.id, "rule_id": alert.rule_id,
+                          "incident": result.incident.id,
+                          "severity": result.incident.severity.value,
+                          "opened": result.opened, "deduplicated": result.deduplicated})
+    if fmt is Format.json:
+        emit_json({"events": engine.events_seen, "alerts": filed})
+    else:
+        emit(filed, fmt)
+        out.print(f"{len(filed)} alert(s) from {engine.events_seen} event(s), "
+                  f"{len({f['incident'] for f in filed})} incident(s)",
+                  highlight=False, markup=False)
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    raw = text.strip()
+    if raw[:1].isdigit() and raw[-1:] in "wdhms" and "-" not in raw and ":" not in raw:
+        return datetime.now(UTC) - parse_duration(raw)
+    try:
+        return parse_instant(raw)
+    except InputError:
+        raise InputError(f"invalid --since {text!r}: use a duration like 7d or an ISO-8601 "
+                         "instant with a timezone") from None
+
+
+@app.command("metrics")
+def metrics_cmd(
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only incidents opened since (7d, or ISO).")
+    ] = None,
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """MTTD, MTTA, MTTR, false-positive rate, open incidents by priority, SLA breaches."""
+    start = _since(since)
+    cfg = settings(home)
+    with Platform.open(cfg) as platform:
+        metrics = compute_metrics(platform.engine, since=start)
+    emit(metrics.to_dict(), fmt)

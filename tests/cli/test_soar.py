@@ -1,0 +1,151 @@
+"""``tsuba soar`` through the real entry point, on SQLite and PostgreSQL: events in,
+incidents through their life cycle, every change in the audit log, metrics out."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+T0 = datetime.now(UTC) - timedelta(minutes=30)
+
+
+def _line(seconds: int, **fields: Any) -> str:
+    return json.dumps({"time": (T0 + timedelta(seconds=seconds)).isoformat(), **fields})
+
+
+def _attack(path: Path) -> Path:
+    lines = [_line(i, **{"class": "authentication", "outcome": "failure",
+                         "src_ip": "203.0.113.9", "credential_id": f"tsk_{i}"})
+             for i in range(10)]
+    lines.append(_line(40, **{"class": "authentication", "outcome": "success",
+                              "src_ip": "203.0.113.9", "actor": "victim",
+                              "credential_id": "tsk_victim"}))
+    lines += [_line(100 + i, **{"class": "detection_finding", "actor": "mallory",
+                                "outcome": "failure", "stage": "input",
+                                "finding": {"guard": "injection", "verdict": "block"}})
+              for i in range(3)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _error(res: Any, code: int = 2) -> str:
+    assert res.code == code, res
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1, res
+    return str(res.stderr)
+
+
+def _incident_events(cli: Any) -> list[dict[str, Any]]:
+    res = cli("audit", "tail", "-n", "50", "--format", "json")
+    assert res.code == 0, res
+    return [r["event"] for r in res.json() if r["event"]["class"] == "incident_finding"]
+
+
+def test_incident_life_cycle_on_each_backend(
+    cli, home: Path, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TSUBA_DATABASE_URL", db_url)
+    assert cli("init").code == 0
+
+    res = cli("soar", "ingest", str(_attack(tmp_path / "attack.jsonl")), "--format", "json")
+    assert res.code == 0, res
+    filed = res.json()
+    assert filed["events"] == 14
+    by_rule = {a["rule_id"]: a for a in filed["alerts"]}
+    assert set(by_rule) == {"tsuba.auth.credential_stuffing",
+                            "tsuba.auth.failures_then_success",
+                            "tsuba.guards.prompt_injection_repeated"}
+    stuffing = by_rule["tsuba.auth.credential_stuffing"]["incident"]
+    assert by_rule["tsuba.auth.failures_then_success"]["incident"] == stuffing
+    injection = by_rule["tsuba.guards.prompt_injection_repeated"]["incident"]
+    assert injection != stuffing
+
+    listed = cli("soar", "incidents", "--format", "json").json()
+    assert [(i["id"], i["severity"], i["state"]) for i in listed] == [
+        (injection, "P1", "open"), (stuffing, "P1", "open")]
+    assert cli("soar", "incidents", "--severity", "P0", "--format", "json").json() == []
+
+    shown = cli("soar", "show", str(stuffing), "--format", "json").json()
+    assert shown["alert_count"] == 2
+    assert "src_ip:203.0.113.9" in shown["entities"]
+    assert {a["rule_id"] for a in shown["alerts"]} == {"tsuba.auth.credential_stuffing",
+                                                        "tsuba.auth.failures_then_success"}
+
+    assert cli("soar", "ack", str(stuffing), "-m", "on it").code == 0
+    _error(cli("soar", "ack", str(stuffing)))
+    assert cli("soar", "contain", str(stuffing), "-m", "key revoked").code == 0
+    assert cli("soar", "resolve", str(stuffing)).code == 0
+    message = _error(cli("soar", "close", str(stuffing)))
+    assert "needs a post-mortem" in message
+    pm = tmp_path / "pm.yaml"
+    pm.write_text("summary: stuffed key from a leaked list\nroot_cause: reused password\n"
+                  "actions: [revoke key, enforce MFA]\n", encoding="utf-8")
+    closed = cli("soar", "close", str(stuffing), "--postmortem", str(pm), "--format", "json")
+    assert closed.code == 0, closed
+    assert closed.json()["state"] == "closed"
+    assert cli("soar", "show", str(stuffing), "--format", "json").json()["postmortem"][
+        "actions"] == ["revoke key", "enforce MFA"]
+
+    alert_id = cli("soar", "show", str(injection), "--format", "json").json()["alerts"][0]["id"]
+    fp = cli("soar", "false-positive", alert_id, "--reason", "red-team exercise",
+             "--format", "json")
+    assert fp.code == 0, fp
+    assert fp.json()["incident"]["state"] == "closed"
+    assert fp.json()["incident"]["resolution"] == "false_positive"
+
+    actions = [(e["resource"], e["attributes"]["action"]) for e in _incident_events(cli)]
+    assert actions == [
+        (f"incident/{stuffing}", "open"), (f"incident/{stuffing}", "correlate"),
+        (f"incident/{injection}", "open"),
+        (f"incident/{stuffing}", "acknowledge"), (f"incident/{stuffing}", "contain"),
+        (f"incident/{stuffing}", "resolve"), (f"incident/{stuffing}", "close"),
+        (f"incident/{injection}", "false_positive"), (f"incident/{injection}", "close"),
+    ]
+    assert cli("audit", "verify").code == 0
+
+    metrics = cli("soar", "metrics", "--format", "json").json()
+    assert metrics["incidents"] == 2 and metrics["alerts"] == 3
+    assert metrics["false_positive_alerts"] == 1
+    assert metrics["false_positive_rate"] == pytest.approx(1 / 3, abs=1e-3)
+    assert metrics["open_by_severity"] == {"P0": 0, "P1": 0, "P2": 0, "P3": 0}
+    assert metrics["mttd_seconds"] > 0 and metrics["mttr_seconds"] is not None
+    assert metrics["sla_breaches"] == 0
+    assert cli("soar", "metrics", "--since", "1h").code == 0
+    assert cli("soar", "incidents", "--format", "json").json() == []
+    assert len(cli("soar", "incidents", "--all", "--format", "json").json()) == 2
+
+
+def test_refusals_are_one_line(cli, home: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert cli("init").code == 0
+    assert "no incident 7" in _error(cli("soar", "show", "7"))
+    assert "no incident 7" in _error(cli("soar", "ack", "7"))
+    assert "P0, P1, P2 or P3" in _error(cli("soar", "incidents", "--severity", "P9"))
+    assert "exclude each other" in _error(cli("soar", "incidents", "--all", "--state", "open"))
+    assert "invalid --since" in _error(cli("soar", "metrics", "--since", "yesterday"))
+    assert "no alert" in _error(cli("soar", "false-positive", "x", "--reason", "r"))
+    bad_pm = tmp_path / "pm.yaml"
+    bad_pm.write_text("summary: [unclosed", encoding="utf-8")
+    assert "not YAML or JSON" in _error(cli("soar", "close", "1", "--postmortem", str(bad_pm)))
+    bad_pm.write_text("summary: too short\n", encoding="utf-8")
+    assert "post-mortem" in _error(cli("soar", "close", "1", "--postmortem", str(bad_pm)))
+    assert "does not exist" in _error(
+        cli("soar", "close", "1", "--postmortem", str(tmp_path / "none.yaml")))
+    truncated = tmp_path / "t.jsonl"
+    truncated.write_text('{"class": "authentication", "outc', encoding="utf-8")
+    assert "line 1" in _error(cli("soar", "ingest", str(truncated)))
+    assert cli("soar", "metrics", "--format", "json").json()["incidents"] == 0
+
+
+def test_sla_check_escalates_into_the_audit_log(
+    cli, home: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    assert cli("init").code == 0
+    quiet = cli("soar", "sla-check", "--format", "json")
+    assert quiet.code == 0 and quiet.json() == []
+    # The CLI works on wall-clock time: an incident is not late yet.
+    cli("soar", "ingest", str(_attack(tmp_path / "a.jsonl")))
+    assert cli("soar", "sla-check").code == 0
+    assert not [e for e in _incident_events(cli) if e["attributes"]["action"] == "escalate"]
