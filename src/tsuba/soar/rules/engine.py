@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from tsuba.core.events import EventClass, Outcome, SecurityEvent, Severity, new_event_id
@@ -109,6 +110,11 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _plain(value: Any) -> Any:
+    """Enum members as their plain values, so alerts compare and serialise simply."""
+    return value.value if isinstance(value, StrEnum) else value
+
+
 @dataclass
 class _Hit:
     ts: float
@@ -159,26 +165,33 @@ class _Runner:
         )
         self.new_fields = [getter(f) for f in spec.new_value.fields] if spec.new_value else []
         self.suppressed = 0
+        self.kind = spec.kind
+        self.allow_none = spec.kind == "match"
 
     def key(self, event: SecurityEvent) -> tuple[Any, ...] | None:
-        values = tuple(g(event) for g in self.group_getters)
-        if any(isinstance(v, dict | list) for v in values):
-            return None
-        if self.rule.spec.kind != "match" and any(v is None for v in values):
-            return None  # an event that cannot be grouped cannot be correlated
-        return values
+        values = []
+        for get in self.group_getters:
+            value = get(event)
+            if value is None and not self.allow_none:
+                return None  # an event that cannot be grouped cannot be correlated
+            if isinstance(value, dict | list):
+                return None
+            values.append(value)
+        return tuple(values)
 
-    def feed(self, event: SecurityEvent, seq: int) -> Alert | None:
-        key = self.key(event)
-        if key is None:
-            return None
-        kind = self.rule.spec.kind
-        ts = event.time.timestamp()
+    def feed(self, event: SecurityEvent, seq: int, ts: float) -> Alert | None:
+        kind = self.kind
         if kind == "sequence":
+            key = self.key(event)
+            if key is None:
+                return None
             fired = self._sequence(event, key, ts, seq)
         else:
             assert self.rule.match is not None
             if not self.rule.match(event):
+                return None
+            key = self.key(event)
+            if key is None:
                 return None
             if kind == "match":
                 fired = (1, [event.id], event.time)
@@ -292,7 +305,7 @@ class _Runner:
         first: datetime,
     ) -> Alert:
         spec = self.rule.spec
-        group = dict(zip(self.group_fields, key, strict=True))
+        group = {f: _plain(v) for f, v in zip(self.group_fields, key, strict=True)}
         if spec.new_value is not None:
             group_new = {f: g(event) for f, g in zip(spec.new_value.fields, self.new_fields,
                                                      strict=True)}
@@ -346,8 +359,9 @@ class DetectionEngine:
         self._seq += 1
         self.events_seen += 1
         alerts: list[Alert] = []
-        for runner in self._by_class.get(event.event_class.value, self._any):
-            alert = runner.feed(event, self._seq)
+        ts = event.time.timestamp()
+        for runner in self._by_class.get(event.event_class, self._any):
+            alert = runner.feed(event, self._seq, ts)
             if alert is not None:
                 alerts.append(alert)
         self.alerts_raised += len(alerts)

@@ -185,8 +185,14 @@ def compile_rule(spec: RuleSpec) -> Rule:
     if spec.new_value is not None:
         for field in spec.new_value.fields:
             getter(field)
+    # The engine routes events by class, so a block's own class test is already done.
+    classes = match_classes(spec.match)
+    skip = frozenset({"class"}) if classes is not None else frozenset()
     try:
-        match = compile_match(spec.match, f"{where}: match") if spec.match is not None else None
+        match = (
+            compile_match(spec.match, f"{where}: match", skip=skip)
+            if spec.match is not None else None
+        )
         steps = tuple(
             (compile_match(s.match, f"{where}: steps[{i}].match"), s.count)
             for i, s in enumerate(spec.steps or ())
@@ -196,12 +202,10 @@ def compile_rule(spec: RuleSpec) -> Rule:
                          f"{where}: {exc.message}") from None
     if spec.kind == "sequence":
         step_classes = [match_classes(s.match) for s in spec.steps or ()]
-        classes: frozenset[str] | None = (
+        classes = (
             None if any(c is None for c in step_classes)
             else frozenset().union(*[c for c in step_classes if c is not None])
         )
-    else:
-        classes = match_classes(spec.match)
     return Rule(spec=spec, match=match, steps=steps, classes=classes)
 
 
