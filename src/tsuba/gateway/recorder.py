@@ -6,7 +6,10 @@ records the same way in batches: one writer thread takes every event queued whil
 previous commit ran, appends them to the audit log in one transaction, then publishes them
 to the bus in one more: audit first, then bus, as ``Platform.record`` does.  Requests wait
 for the audit commit only: the audit log is the durable record, and the bus (which feeds
-detections) follows a moment later.
+detections) follows in batches, ``BUS_DELAY_SECONDS`` after the first event waiting for it
+when no audit commit is waiting, and within ``BUS_MAX_LAG_SECONDS`` in any case.
+Both writes stay on one thread: on SQLite a second writer thread would meet the database
+lock and sleep in SQLite's busy handler (milliseconds) instead of simply queueing.
 
 With ``audit.durability = "durable"`` a request waits for its batch before its response
 completes; with ``"async"`` it does not (its record lands a moment later, and is lost if
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +37,8 @@ log = logging.getLogger("tsuba.gateway")
 FILL_WAIT_SECONDS = 0.0005
 MAX_QUEUE = 100_000
 BUS_BATCH_MAX = 4096
+BUS_DELAY_SECONDS = 0.02  # the bus is fed in batches: one commit for many requests
+BUS_MAX_LAG_SECONDS = 0.2  # under constant load the bus still gets its turn
 
 
 @dataclass(slots=True)
@@ -63,7 +69,8 @@ class EventRecorder:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._last = 1
-        self._bus = _BusFeeder(platform)
+        self._backlog: list[SecurityEvent] = []  # audited, not yet on the bus
+        self._backlog_since = 0.0
 
     async def record(self, events: Sequence[SecurityEvent]) -> None:
         """Queue ``events`` (one request's); in durable mode return once they are committed."""
@@ -95,85 +102,67 @@ class EventRecorder:
             thread = self._thread
         if thread is not None:
             thread.join()
-        self._bus.close()
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if len(self._pending) < self._last and not self._closed:
-                    self._cond.wait(FILL_WAIT_SECONDS)  # let the previous batch's callers rejoin
-                if not self._pending:
-                    return
-                batch = self._pending[: self._batch_max]
-                del self._pending[: self._batch_max]
-            self._last = len(batch)
-            events = [e for item in batch for e in item.events]
-            error: BaseException | None = None
-            try:
-                self.platform.audit.append_many(events)
-                m.AUDIT_BATCH.observe(len(events))
-            except BaseException as exc:
-                error = exc if isinstance(exc, TsubaError) else StorageError(
-                    f"audit log append failed: {type(exc).__name__}: {exc}"
-                )
-                m.AUDIT_FAILURES.inc(len(events))
-                log.error("audit append of %d events failed: %s", len(events), error)
-            by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
-            for item in batch:
-                if item.future is not None and item.loop is not None:
-                    by_loop.setdefault(item.loop, []).append(item)
-            for loop, items in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
-                    loop.call_soon_threadsafe(_resolve, items, error)
-            if error is None:
-                self._bus.put(events)
+                while True:
+                    age = time.monotonic() - self._backlog_since
+                    overdue = bool(self._backlog) and (
+                        age >= BUS_MAX_LAG_SECONDS or len(self._backlog) >= BUS_BATCH_MAX
+                    )
+                    if self._pending and not overdue:
+                        audit = True
+                        break
+                    if self._backlog and (overdue or self._closed or age >= BUS_DELAY_SECONDS):
+                        audit = False
+                        break
+                    if self._closed and not self._pending:
+                        return
+                    self._cond.wait(max(0.0, BUS_DELAY_SECONDS - age) if self._backlog else None)
+                if audit:
+                    if len(self._pending) < self._last and not self._closed:
+                        self._cond.wait(FILL_WAIT_SECONDS)  # let the last batch's callers rejoin
+                    batch = self._pending[: self._batch_max]
+                    del self._pending[: self._batch_max]
+                else:
+                    events = self._backlog[:BUS_BATCH_MAX]
+                    del self._backlog[:BUS_BATCH_MAX]
+                    self._backlog_since = time.monotonic()
+            if audit:
+                self._audit(batch)
+            else:
+                self._publish(events)
 
-
-class _BusFeeder:
-    """Publishes audited events to the bus on a thread of its own, in order, in batches.
-
-    Kept apart from the audit writer so that the next audit commit never waits behind a
-    bus publish.
-    """
-
-    def __init__(self, platform: Platform) -> None:
-        self._platform = platform
-        self._cond = threading.Condition(threading.Lock())
-        self._pending: list[SecurityEvent] = []
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def put(self, events: Sequence[SecurityEvent]) -> None:
-        with self._cond:
-            self._pending.extend(events)
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="tsuba-gateway-bus", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join()
-
-    def _run(self) -> None:
-        while True:
+    def _audit(self, batch: list[_Item]) -> None:
+        self._last = len(batch)
+        events = [e for item in batch for e in item.events]
+        error: BaseException | None = None
+        try:
+            self.platform.audit.append_many(events)
+            m.AUDIT_BATCH.observe(len(events))
+        except BaseException as exc:
+            error = exc if isinstance(exc, TsubaError) else StorageError(
+                f"audit log append failed: {type(exc).__name__}: {exc}"
+            )
+            m.AUDIT_FAILURES.inc(len(events))
+            log.error("audit append of %d events failed: %s", len(events), error)
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
+        for item in batch:
+            if item.future is not None and item.loop is not None:
+                by_loop.setdefault(item.loop, []).append(item)
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, items, error)
+        if error is None:
             with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                events = self._pending[:BUS_BATCH_MAX]
-                del self._pending[:BUS_BATCH_MAX]
-            try:
-                self._platform.bus.publish_many(events)
-            except Exception as exc:  # in the audit log already; the bus may lag
-                m.BUS_FAILURES.inc(len(events))
-                log.error("bus publish of %d events failed: %s", len(events), exc)
+                if not self._backlog:
+                    self._backlog_since = time.monotonic()
+                self._backlog.extend(events)
+
+    def _publish(self, events: list[SecurityEvent]) -> None:
+        try:
+            self.platform.bus.publish_many(events)
+        except Exception as exc:  # in the audit log already; the bus may lag
+            m.BUS_FAILURES.inc(len(events))
+            log.error("bus publish of %d events failed: %s", len(events), exc)

@@ -107,3 +107,18 @@ def test_metrics_cover_every_stage(stack: Stack) -> None:
         "tsuba_gateway_audit_batch_events_count",
     ):
         assert needle in text, needle
+
+
+def test_request_events_reach_the_bus_after_the_log(stack: Stack) -> None:
+    from tsuba.core.bus import decode
+
+    cids = [post(stack, "/chat/completions", chat_body(f"b{i}"))
+            .headers["x-tsuba-correlation-id"] for i in range(5)]
+    store = stack.platform.bus.store
+    deadline = time.monotonic() + 5
+    while True:
+        on_bus = {decode(r).correlation_id for r in store.read(0, store.head(), limit=10_000)}
+        if set(cids) <= on_bus or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert set(cids) <= on_bus
