@@ -136,3 +136,22 @@ def test_test_command_checks_a_rule(cli, tmp_path: Path) -> None:  # type: ignor
     bad = cli("detect", "test", str(broken), str(events))
     assert bad.code == 2 and "not valid YAML" in bad.stderr and "line 1" in bad.stderr
     assert bad.stderr.count("\n") == 1
+
+
+def test_replay_with_anomaly_baselines(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Thirty quiet minutes of one principal, then a burst of 300 calls in one minute.
+    lines = [_line(m * 60 + k, **{"class": "api_activity", "activity": "create",
+                                 "outcome": "success", "actor": "svc", "resource": "model/a"})
+             for m in range(30) for k in range(2)]
+    lines += [_line(31 * 60 + i // 10, **{"class": "api_activity", "activity": "create",
+                                         "outcome": "success", "actor": "svc",
+                                         "resource": "model/a"}) for i in range(300)]
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(lines), encoding="utf-8")
+    plain = cli("detect", "replay", str(events), "--format", "json")
+    assert plain.code == 0 and plain.json()["alerts"] == []
+    result = cli("detect", "replay", str(events), "--anomaly", "--format", "json")
+    assert result.code == 1
+    [alert] = result.json()["alerts"]
+    assert alert["rule_id"] == "tsuba.anomaly.baseline"
+    assert alert["group"] == {"actor": "svc"} and "requests=300" in alert["message"]

@@ -16,6 +16,7 @@ import typer
 
 from tsuba.cli.common import Format, FormatOption, emit, emit_json, out
 from tsuba.core.errors import InputError
+from tsuba.soar.anomaly import BaselineDetector
 from tsuba.soar.rules import Alert, DetectionEngine, Rule, builtin_rules, load_rules
 from tsuba.soar.rules.jsonl import read_events
 
@@ -27,6 +28,10 @@ app = typer.Typer(
 RulesOption = Annotated[
     list[Path] | None,
     typer.Option("--rules", "-r", help="A YAML rule file to add (repeatable)."),
+]
+AnomalyOption = Annotated[
+    bool,
+    typer.Option("--anomaly", help="Also compare each principal with its own baseline."),
 ]
 NoBuiltinOption = Annotated[
     bool, typer.Option("--no-builtin", help="Leave out the built-in rule pack.")
@@ -63,13 +68,22 @@ def select_rules(extra: list[Path] | None, builtin: bool) -> list[Rule]:
     return rules
 
 
-def _run(rules: list[Rule], events: Path) -> tuple[list[Alert], int]:
+def detect_events(rules: list[Rule], events: Path, *, anomaly: bool = False
+                  ) -> tuple[list[Alert], int]:
+    """Alerts of the rules (and the per-principal baselines) over a JSON-lines file."""
     engine = DetectionEngine(rules)
+    baselines = BaselineDetector() if anomaly else None
+    alerts: list[Alert] = []
     with open_lines(events) as lines:
         try:
-            alerts = engine.run(read_events(lines))
+            for event in read_events(lines):
+                alerts.extend(engine.process(event))
+                if baselines is not None:
+                    alerts.extend(baselines.process(event))
         except UnicodeDecodeError:
             raise InputError(f"event file {events} is not UTF-8 text") from None
+    if baselines is not None:
+        alerts.extend(baselines.flush())
     return alerts, engine.events_seen
 
 
@@ -117,10 +131,11 @@ def replay_cmd(
     events: Annotated[Path, typer.Argument(help="JSON-lines events ('-' for stdin).")],
     rules: RulesOption = None,
     no_builtin: NoBuiltinOption = False,
+    anomaly: AnomalyOption = False,
     fmt: FormatOption = Format.text,
 ) -> None:
     """Run the rules over events and print the alerts; exit 1 when any alert is raised."""
-    alerts, count = _run(select_rules(rules, not no_builtin), events)
+    alerts, count = detect_events(select_rules(rules, not no_builtin), events, anomaly=anomaly)
     _show_alerts(alerts, count, fmt)
     if alerts:
         raise typer.Exit(1)
@@ -137,7 +152,7 @@ def test_cmd(
     fmt: FormatOption = Format.text,
 ) -> None:
     """Validate a rule file and run only its rules over sample events."""
-    alerts, count = _run(load_rules(rule_file), events)
+    alerts, count = detect_events(load_rules(rule_file), events)
     _show_alerts(alerts, count, fmt)
     if expect is not None and len(alerts) != expect:
         if fmt is not Format.json:

@@ -16,7 +16,13 @@ import typer
 import yaml
 
 from tsuba.cli.common import Format, FormatOption, HomeOption, emit, emit_json, out, settings
-from tsuba.cli.detect import NoBuiltinOption, RulesOption, open_lines, select_rules
+from tsuba.cli.detect import (
+    AnomalyOption,
+    NoBuiltinOption,
+    RulesOption,
+    detect_events,
+    select_rules,
+)
 from tsuba.cli.principal import local_actor
 from tsuba.core.errors import InputError
 from tsuba.core.identity import parse_duration, parse_instant
@@ -30,8 +36,6 @@ from tsuba.soar.incidents import (
     State,
 )
 from tsuba.soar.metrics import compute_metrics
-from tsuba.soar.rules import DetectionEngine
-from tsuba.soar.rules.jsonl import read_events
 from tsuba.soar.rules.spec import yaml_problem
 
 app = typer.Typer(
@@ -203,18 +207,15 @@ def sla_check_cmd(home: HomeOption = None, fmt: FormatOption = Format.text) -> N
 @app.command("ingest")
 def ingest_cmd(
     events: Annotated[Path, typer.Argument(help="JSON-lines events ('-' for stdin).")],
+    *,
     rules: RulesOption = None,
     no_builtin: NoBuiltinOption = False,
+    anomaly: AnomalyOption = False,
     home: HomeOption = None,
     fmt: FormatOption = Format.text,
 ) -> None:
     """Run the detection rules over events and file the alerts as incidents."""
-    engine = DetectionEngine(select_rules(rules, not no_builtin))
-    with open_lines(events) as lines:
-        try:
-            alerts = engine.run(read_events(lines))
-        except UnicodeDecodeError:
-            raise InputError(f"event file {events} is not UTF-8 text") from None
+    alerts, seen = detect_events(select_rules(rules, not no_builtin), events, anomaly=anomaly)
     filed: list[dict[str, Any]] = []
     with _service(home) as svc:
         for alert in alerts:
@@ -224,10 +225,10 @@ def ingest_cmd(
                           "severity": result.incident.severity.value,
                           "opened": result.opened, "deduplicated": result.deduplicated})
     if fmt is Format.json:
-        emit_json({"events": engine.events_seen, "alerts": filed})
+        emit_json({"events": seen, "alerts": filed})
     else:
         emit(filed, fmt)
-        out.print(f"{len(filed)} alert(s) from {engine.events_seen} event(s), "
+        out.print(f"{len(filed)} alert(s) from {seen} event(s), "
                   f"{len({f['incident'] for f in filed})} incident(s)",
                   highlight=False, markup=False)
 
