@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import timedelta
+from importlib import resources
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -65,3 +68,23 @@ def test_mttd_mtta_mttr_fp_rate_and_breaches(engine: Engine) -> None:
     assert 'tsuba_soar_incidents_open{severity="P0"} 0.0' in generate_latest(registry).decode()
     collector._cached = None
     assert 'tsuba_soar_incidents_open{severity="P0"} 1.0' in generate_latest(registry).decode()
+
+
+def test_grafana_dashboard_queries_only_exported_metrics(engine: Engine) -> None:
+    dash = json.loads(
+        resources.files("tsuba.soar").joinpath("dashboards/soar.json").read_text("utf-8")
+    )
+    registry = CollectorRegistry()
+    svc = IncidentService(engine)
+    svc.resolve(svc.ingest(alert("r.a", Severity.HIGH)).incident.id)  # every figure defined
+    register_metrics(engine, registry)
+    exported = {m.name for m in registry.collect()}
+    queried = {
+        name
+        for panel in dash["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"tsuba_[a-z_]+", target["expr"])
+    }
+    assert queried and queried <= exported, queried - exported
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
