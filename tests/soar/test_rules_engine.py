@@ -272,3 +272,15 @@ def test_any_event_stream_is_handled(events: list[SecurityEvent]) -> None:
         assert alert.count >= 1
         assert set(alert.event_ids) <= ids
         assert alert.first_seen >= T0
+
+
+@pytest.mark.parametrize(
+    ("ip", "net"),
+    [("10.1.2.3", "10.1.2.0/24"), ("010.1.2.3", "10.1.2.0/24"), ("2001:db8::1", "2001:db8::/48"),
+     ("256.1.1.1", None), ("1.2.3", None), ("a.b.c.d", None), ("\uff11.2.3.4", None),
+     ("not an ip", None)],
+)
+def test_src_net_field(ip: str, net: str | None) -> None:
+    from tsuba.soar.rules.fields import getter
+
+    assert getter("src_net")(ev(0, src_ip=ip)) == net
