@@ -149,3 +149,42 @@ def test_sla_check_escalates_into_the_audit_log(
     cli("soar", "ingest", str(_attack(tmp_path / "a.jsonl")))
     assert cli("soar", "sla-check").code == 0
     assert not [e for e in _incident_events(cli) if e["attributes"]["action"] == "escalate"]
+
+
+def test_falco_and_trivy_findings_join_incidents(
+    cli, home: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    assert cli("init").code == 0
+    now = datetime.now(UTC).isoformat()
+    falco = tmp_path / "falco.jsonl"
+    falco.write_text(json.dumps({
+        "hostname": "gpu-node-3", "priority": "Critical", "rule": "Terminal shell in container",
+        "time": now, "output": "shell in model-server", "tags": ["T1059"],
+        "output_fields": {"container.id": "8f3a2b", "container.name": "model-server",
+                          "user.name": "root"}}) + "\n", encoding="utf-8")
+    res = cli("soar", "import-falco", str(falco), "--format", "json")
+    assert res.code == 0, res
+    [filed] = res.json()["alerts"]
+    assert filed["rule_id"] == "falco.terminal_shell_in_container" and filed["opened"]
+    shown = cli("soar", "show", str(filed["incident"]), "--format", "json").json()
+    assert shown["severity"] == "P0" and "actor:root" in shown["entities"]
+
+    trivy = tmp_path / "trivy.json"
+    trivy.write_text(json.dumps({
+        "SchemaVersion": 2, "ArtifactName": "model-server:1.4", "CreatedAt": now,
+        "Results": [{"Target": "debian", "Vulnerabilities": [
+            {"VulnerabilityID": "CVE-2024-0001", "Severity": "HIGH"}]}]}), encoding="utf-8")
+    res = cli("soar", "import-trivy", str(trivy), "--format", "json")
+    assert res.code == 0, res
+    assert [a["rule_id"] for a in res.json()["alerts"]] == ["trivy.findings"]
+    quiet = cli("soar", "import-trivy", str(trivy), "--min-severity", "critical",
+                "--format", "json")
+    assert quiet.code == 0 and quiet.json()["alerts"] == []
+
+    trivy.write_text('{"SchemaVersion": 2', encoding="utf-8")
+    assert "not valid JSON" in _error(cli("soar", "import-trivy", str(trivy)))
+    assert "--min-severity" in _error(cli("soar", "import-trivy", str(trivy),
+                                          "--min-severity", "dire"))
+    falco.write_text('{"rule": "x", "priority": "Loud", "time": "2026-01-01T00:00Z"}\n',
+                     encoding="utf-8")
+    assert "line 1: unknown 'priority'" in _error(cli("soar", "import-falco", str(falco)))

@@ -6,6 +6,7 @@ Every change is recorded in the audit log and published on the bus as an Inciden
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,12 +22,15 @@ from tsuba.cli.detect import (
     NoBuiltinOption,
     RulesOption,
     detect_events,
+    open_lines,
     select_rules,
 )
 from tsuba.cli.principal import local_actor
 from tsuba.core.errors import InputError
+from tsuba.core.events import Severity
 from tsuba.core.identity import parse_duration, parse_instant
 from tsuba.core.platform import Platform
+from tsuba.soar.external import falco_alerts, trivy_alert
 from tsuba.soar.incidents import (
     ACTIVE,
     Incident,
@@ -36,6 +40,7 @@ from tsuba.soar.incidents import (
     State,
 )
 from tsuba.soar.metrics import compute_metrics
+from tsuba.soar.rules import Alert
 from tsuba.soar.rules.spec import yaml_problem
 
 app = typer.Typer(
@@ -231,6 +236,64 @@ def ingest_cmd(
         out.print(f"{len(filed)} alert(s) from {seen} event(s), "
                   f"{len({f['incident'] for f in filed})} incident(s)",
                   highlight=False, markup=False)
+
+
+def _file_alerts(home: Path | None, alerts: list[Alert], fmt: Format, source: str) -> None:
+    filed: list[dict[str, Any]] = []
+    with _service(home) as svc:
+        for alert in alerts:
+            result = svc.ingest(alert)
+            filed.append({"alert": alert.id, "rule_id": alert.rule_id,
+                          "severity": alert.severity.name.lower(),
+                          "incident": result.incident.id, "opened": result.opened,
+                          "deduplicated": result.deduplicated})
+    if fmt is Format.json:
+        emit_json({"source": source, "alerts": filed})
+    else:
+        emit(filed, fmt)
+
+
+@app.command("import-falco")
+def import_falco_cmd(
+    alerts: Annotated[Path, typer.Argument(help="Falco JSON alerts, one a line ('-': stdin).")],
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """File Falco runtime alerts as incidents beside tsuba's own detections."""
+    with open_lines(alerts) as lines:
+        try:
+            parsed = list(falco_alerts(lines))
+        except UnicodeDecodeError:
+            raise InputError(f"alert file {alerts} is not UTF-8 text") from None
+    _file_alerts(home, parsed, fmt, "falco")
+
+
+@app.command("import-trivy")
+def import_trivy_cmd(
+    report: Annotated[Path, typer.Argument(help="A Trivy JSON report ('-': stdin).")],
+    min_severity: Annotated[
+        str, typer.Option("--min-severity", help="File only findings at least this severe.")
+    ] = "high",
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """File a Trivy report's serious findings as one alert for the artifact."""
+    try:
+        threshold = Severity.parse(min_severity)
+    except ValueError as exc:
+        raise InputError(f"--min-severity: {exc}") from None
+    with open_lines(report) as lines:
+        try:
+            text = "".join(lines)
+        except UnicodeDecodeError:
+            raise InputError(f"report {report} is not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"report {report} is not valid JSON: {exc.msg} at line "
+                         f"{exc.lineno}") from None
+    alert = trivy_alert(data, min_severity=threshold)
+    _file_alerts(home, [alert] if alert is not None else [], fmt, "trivy")
 
 
 def _since(text: str | None) -> datetime | None:
