@@ -272,6 +272,10 @@ class ZipArchive:
         ctx, where = self.ctx, f"{self.location}!{e.name}"
         if e.data_offset < 0 or e.method not in _METHODS:
             return None
+        if e.data_offset > len(self.view):
+            ctx.unparseable(where, "entry data starts past the end of the file",
+                            e.header_offset, rule="archive.malformed")
+            return None
         end = e.data_offset + e.compressed_size
         if end > len(self.view):
             ctx.unparseable(where, "entry data runs past the end of the file",
