@@ -13,7 +13,9 @@ Figures per set-up:
 - ``stream``: sequential streamed completions from an upstream that pauses 2 ms between
   words: time to first token (TTFT) p50/p99 and what the gateway adds to it (the guarded
   windows hold text back until a guard has seen it);
-- ``throughput``: requests/s with ``--concurrency`` clients on keep-alive connections.
+- ``throughput``: requests/s with ``--concurrency`` clients on keep-alive connections;
+- ``fsync_before``/``fsync_after``: the disk's fsync latency around the tsuba runs: the
+  durable set-ups wait for one commit per audit batch, so they move with it.
 
     python bench/gateway.py --quick     # a few seconds per set-up
     python bench/gateway.py             # full sizes
@@ -99,6 +101,23 @@ def ms(value: float) -> float:
 
 
 # -- measurements --------------------------------------------------------------------------
+
+
+def fsync_latency(directory: Path, n: int = 100) -> dict[str, float]:
+    """What one durable commit waits for on this disk (durable audit costs one per batch)."""
+    fd, name = tempfile.mkstemp(dir=directory)
+    times = []
+    try:
+        for _ in range(n):
+            os.write(fd, b"x" * 4096)
+            start = time.perf_counter()
+            os.fsync(fd)
+            times.append(time.perf_counter() - start)
+            time.sleep(0.001)
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    return {"p50_ms": ms(pct(times, 0.5)), "p99_ms": ms(pct(times, 0.99))}
 
 
 def latency(url: str, headers: dict[str, str], n: int) -> dict[str, float]:
@@ -332,6 +351,9 @@ def main() -> None:
                              {}, f"http://127.0.0.1:{ports['stream']}/v1", args)
             results["direct"] = direct
             key = prepare_home(tmp / "home")
+            results["fsync_before"] = fsync_latency(tmp)
+            print(f"  fsync on the data directory's disk: p50 "
+                  f"{results['fsync_before']['p50_ms']:.3f} ms", flush=True)
             setups = {
                 "tsuba_auth_limits_durable": ("durable", False),
                 "tsuba_auth_limits_async": ("async", False),
@@ -343,6 +365,7 @@ def main() -> None:
                                    durability=durability, guards=guards)
                 added(result, direct)
                 results[name] = result
+            results["fsync_after"] = fsync_latency(tmp)
             if args.litellm:
                 lite = run_litellm(args.litellm, ports, args, tmp)
                 if isinstance(lite, dict):
