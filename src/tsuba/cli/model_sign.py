@@ -217,8 +217,7 @@ def verify(  # noqa: PLR0917 -- typer maps each parameter to an option
     home: HomeOption = None,
     fmt: FormatOption = Format.text,
 ) -> None:
-    """Verify a model against its signature; names every file modified, added, removed or
-    renamed (exit 1)."""
+    """Verify a model against its signature; exit 1 naming each file changed, added, removed."""
     trusted = _trusted(home, public_key or [], key)
     big = _size_hint(path) >= _PROGRESS_MIN
     try:
