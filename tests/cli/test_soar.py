@@ -188,3 +188,37 @@ def test_falco_and_trivy_findings_join_incidents(
     falco.write_text('{"rule": "x", "priority": "Loud", "time": "2026-01-01T00:00Z"}\n',
                      encoding="utf-8")
     assert "line 1: unknown 'priority'" in _error(cli("soar", "import-falco", str(falco)))
+
+
+def test_export_to_siem_forms(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    events = _attack(tmp_path / "events.jsonl")
+    count = len(events.read_text().splitlines())
+    ocsf = cli("soar", "export", str(events))
+    assert ocsf.code == 0, ocsf
+    docs = [json.loads(line) for line in ocsf.stdout.splitlines()]
+    assert len(docs) == count and docs[0]["class_uid"] == 3002
+    assert docs[-1]["class_uid"] == 2004
+    for form, check in (
+        ("cef", lambda line: line.startswith("CEF:0|tsuba|tsuba|")),
+        ("syslog", lambda line: line.startswith("<") and "[tsuba@32473 " in line),
+        ("hec", lambda line: json.loads(line)["event"]["metadata"]["product"]["name"]
+         == "tsuba"),
+        ("ecs", lambda line: "@timestamp" in json.loads(line)),
+    ):
+        res = cli("soar", "export", str(events), "--to", form)
+        assert res.code == 0, (form, res)
+        lines = res.stdout.splitlines()
+        assert len(lines) == count and all(check(line) for line in lines), form
+    out = tmp_path / "siem" / "ecs.ndjson"
+    out.parent.mkdir()
+    for _ in range(2):  # appends
+        assert cli("soar", "export", str(events), "--to", "ecs", "--index", "tsuba",
+                   "-o", str(out)).code == 0
+    bulk = out.read_text().splitlines()
+    assert len(bulk) == 4 * count
+    assert json.loads(bulk[0])["create"]["_index"] == "tsuba"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(events.read_text() + "{oops\n", encoding="utf-8")
+    res = cli("soar", "export", str(bad), "-o", str(tmp_path / "never.ndjson"))
+    assert "line" in _error(res) and not (tmp_path / "never.ndjson").exists()
+    assert "--to" in cli("soar", "export", str(events), "--to", "xml").stderr

@@ -7,9 +7,12 @@ Every change is recorded in the audit log and published on the bus as an Inciden
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +30,7 @@ from tsuba.cli.detect import (
 )
 from tsuba.cli.principal import local_actor
 from tsuba.core.errors import InputError
-from tsuba.core.events import Severity
+from tsuba.core.events import SecurityEvent, Severity
 from tsuba.core.identity import parse_duration, parse_instant
 from tsuba.core.platform import Platform
 from tsuba.soar.external import falco_alerts, trivy_alert
@@ -41,7 +44,9 @@ from tsuba.soar.incidents import (
 )
 from tsuba.soar.metrics import compute_metrics
 from tsuba.soar.rules import Alert
+from tsuba.soar.rules.jsonl import read_events
 from tsuba.soar.rules.spec import yaml_problem
+from tsuba.soar.siem import cef, ecs, ecs_bulk, splunk_hec, syslog_5424
 
 app = typer.Typer(
     help="Incidents and response: list, show, ack, contain, resolve, close, metrics.",
@@ -294,6 +299,69 @@ def import_trivy_cmd(
                          f"{exc.lineno}") from None
     alert = trivy_alert(data, min_severity=threshold)
     _file_alerts(home, [alert] if alert is not None else [], fmt, "trivy")
+
+
+class SiemFormat(StrEnum):
+    ocsf = "ocsf"
+    cef = "cef"
+    syslog = "syslog"
+    ecs = "ecs"
+    hec = "hec"
+
+
+def _siem_line(event: SecurityEvent, to: SiemFormat, index: str | None,
+               hostname: str | None) -> bytes:
+    if to is SiemFormat.cef:
+        return cef(event).encode("utf-8", "replace") + b"\n"
+    if to is SiemFormat.syslog:
+        return syslog_5424(event, hostname=hostname) + b"\n"
+    if to is SiemFormat.ecs:
+        return ecs_bulk([event], index) if index else _json_line(ecs(event))
+    if to is SiemFormat.hec:
+        return _json_line(splunk_hec(event, host=hostname, index=index))
+    return _json_line(event.to_ocsf())
+
+
+def _json_line(data: object) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "replace") + b"\n"
+
+
+@app.command("export")
+def export_cmd(
+    events: Annotated[Path, typer.Argument(help="JSON-lines events ('-' for stdin).")],
+    to: Annotated[SiemFormat, typer.Option("--to", help="The SIEM form.")] = SiemFormat.ocsf,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Append to this file (default stdout).")
+    ] = None,
+    index: Annotated[
+        str | None, typer.Option("--index", help="ECS: write _bulk NDJSON for this index; "
+                                 "HEC: the Splunk index.")
+    ] = None,
+    hostname: Annotated[
+        str | None, typer.Option("--hostname", help="syslog HOSTNAME / HEC host.")
+    ] = None,
+) -> None:
+    """Convert events to OCSF, CEF, RFC 5424 syslog, Elastic ECS or Splunk HEC, one a line."""
+    chunks: list[bytes] = []
+    with open_lines(events) as lines:
+        try:
+            for event in read_events(lines):
+                chunks.append(_siem_line(event, to, index, hostname))
+        except UnicodeDecodeError:
+            raise InputError(f"event file {events} is not UTF-8 text") from None
+    data = b"".join(chunks)  # all lines checked before anything is written
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        with output.open("ab") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc}") from None
 
 
 def _since(text: str | None) -> datetime | None:
