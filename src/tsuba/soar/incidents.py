@@ -347,6 +347,7 @@ class IncidentService:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._engine = engine
+        self.engine = engine
         self._emit = emit
         self.actor = actor
         self.policy = policy or IncidentPolicy()
@@ -610,6 +611,21 @@ class IncidentService:
             self._publish(closed, "close", f"incident {closed.id} closed: false positive",
                           {"to": "closed", "resolution": "false_positive"})
         return record
+
+    def add_note(self, incident_id: int, note: str) -> Incident:
+        """A line in the incident's history (what a responder or a playbook did or saw)."""
+        if not note.strip():
+            raise InputError("a note must not be empty")
+        now = self._clock()
+        with self._write() as s:
+            row = self._locked(s, incident_id)
+            row.updated_at, row.updated_by = now, self.actor
+            s.add(self._history(row.id, now, "note", (row.state, row.state), note.strip()))
+            s.flush()
+            incident = _incident(row)
+        self._publish(incident, "note", f"incident {incident_id}: {note.strip()[:200]}",
+                      {"note": note.strip()})
+        return incident
 
     # -- time passes -------------------------------------------------------------------
     def check_sla(self) -> list[Incident]:

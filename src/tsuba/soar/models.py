@@ -102,3 +102,24 @@ class HistoryRow(Base):
     from_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     to_state: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text)
+
+
+class ActionRunRow(Base):
+    """One playbook step on one incident: the ledger that makes re-runs idempotent."""
+
+    __tablename__ = "soar_action_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("soar_incidents.id", ondelete="CASCADE"), index=True
+    )
+    playbook: Mapped[str] = mapped_column(String(128))
+    step: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    approved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
