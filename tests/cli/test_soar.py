@@ -222,3 +222,60 @@ def test_export_to_siem_forms(cli, tmp_path: Path) -> None:  # type: ignore[no-u
     res = cli("soar", "export", str(bad), "-o", str(tmp_path / "never.ndjson"))
     assert "line" in _error(res) and not (tmp_path / "never.ndjson").exists()
     assert "--to" in cli("soar", "export", str(events), "--to", "xml").stderr
+
+
+def test_playbook_revokes_a_leaked_key_on_each_backend(
+    cli, home: Path, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TSUBA_DATABASE_URL", db_url)
+    assert cli("init").code == 0
+    assert cli("principal", "create", "svc", "--kind", "service").code == 0
+    prefix = cli("apikeys", "create", "--principal", "svc", "--format", "json").json()["prefix"]
+    lines = [_line(i * 60, **{"class": "authentication", "outcome": "success", "actor": "svc",
+                              "src_ip": f"10.0.0.{i + 1}", "credential_id": prefix})
+             for i in range(6)]
+    lines.append(_line(400, **{"class": "authentication", "outcome": "success", "actor": "svc",
+                               "src_ip": "203.0.113.50", "credential_id": prefix}))
+    events = tmp_path / "leak.jsonl"
+    events.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    filed = cli("soar", "ingest", str(events), "--format", "json").json()["alerts"]
+    assert [a["rule_id"] for a in filed] == ["tsuba.auth.key_new_network"]
+    incident = str(filed[0]["incident"])
+    playbook = tmp_path / "leaked-key.yaml"
+    playbook.write_text(
+        "id: leaked-key\ntitle: Leaked key\ntrigger: {rules: ['tsuba.auth.*']}\nsteps:\n"
+        "  - id: note\n    action: incident_note\n"
+        "    params: {incident: '{incident.id}', text: 'revoking {alert.group.credential_id}'}\n"
+        "  - id: revoke\n    action: revoke_api_key\n"
+        "    params: {prefix: '{alert.group.credential_id}'}\n", encoding="utf-8")
+
+    plan = cli("soar", "playbook", "run", str(playbook), "--incident", incident, "--dry-run",
+               "--format", "json")
+    assert plan.code == 0, plan
+    assert [s["status"] for s in plan.json()["steps"]] == ["planned", "planned"]
+    waiting = cli("soar", "playbook", "run", str(playbook), "--incident", incident,
+                  "--format", "json")
+    assert waiting.code == 1
+    assert [s["status"] for s in waiting.json()["steps"]] == ["done", "needs_approval"]
+    keys = cli("apikeys", "list", "--format", "json").json()
+    assert [k["state"] for k in keys] == ["active"]
+    done = cli("soar", "playbook", "run", str(playbook), "--incident", incident,
+               "--approved-by", "second-responder", "--format", "json")
+    assert done.code == 0, done
+    assert [s["status"] for s in done.json()["steps"]] == ["already_done", "done"]
+    assert [k["state"] for k in cli("apikeys", "list", "--format", "json").json()] == [
+        "revoked"]
+    steps = [e["attributes"] for e in _incident_events(cli)
+             if e["attributes"]["action"] == "playbook_step"]
+    assert [(s["step"], s["status"]) for s in steps] == [
+        ("note", "done"), ("revoke", "needs_approval"), ("revoke", "done")]
+
+    cacao = cli("soar", "playbook", "export", str(playbook))
+    assert cacao.code == 0 and cacao.json()["spec_version"] == "cacao-2.0"
+    exported = tmp_path / "cacao.json"
+    exported.write_text(cacao.stdout, encoding="utf-8")
+    back = cli("soar", "playbook", "import", str(exported))
+    assert back.code == 0 and "action: revoke_api_key" in back.stdout
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("id: x\ntitle: t\nsteps: []\n", encoding="utf-8")
+    assert "steps" in _error(cli("soar", "playbook", "run", str(broken), "--incident", "1"))

@@ -29,10 +29,11 @@ from tsuba.cli.detect import (
     select_rules,
 )
 from tsuba.cli.principal import local_actor
-from tsuba.core.errors import InputError
+from tsuba.core.errors import ConflictError, InputError
 from tsuba.core.events import SecurityEvent, Severity
 from tsuba.core.identity import parse_duration, parse_instant
 from tsuba.core.platform import Platform
+from tsuba.gateway.auth import ApiKeyService
 from tsuba.soar.external import falco_alerts, trivy_alert
 from tsuba.soar.incidents import (
     ACTIVE,
@@ -43,6 +44,14 @@ from tsuba.soar.incidents import (
     State,
 )
 from tsuba.soar.metrics import compute_metrics
+from tsuba.soar.playbooks import (
+    FunctionAction,
+    PlaybookRunner,
+    load_playbook,
+    note_action,
+    to_cacao,
+    webhook_action,
+)
 from tsuba.soar.rules import Alert
 from tsuba.soar.rules.jsonl import read_events
 from tsuba.soar.rules.spec import yaml_problem
@@ -362,6 +371,83 @@ def export_cmd(
             os.fsync(handle.fileno())
     except OSError as exc:
         raise InputError(f"cannot write {output}: {exc}") from None
+
+
+playbook_app = typer.Typer(
+    help="Playbooks: run one on an incident (--dry-run first), export or import CACAO v2.0.",
+    no_args_is_help=True,
+)
+app.add_typer(playbook_app, name="playbook")
+
+
+def _revoke_action(platform: Platform) -> FunctionAction:
+    """Revoke an API key; one already revoked counts as done (the step is idempotent)."""
+    service = ApiKeyService(platform.engine, platform.keys,
+                            pepper_key=platform.settings.gateway.auth.pepper_key,
+                            emit=platform.record, actor=local_actor())
+
+    def revoke(params: dict[str, Any]) -> str:
+        prefix = params.get("prefix")
+        if not isinstance(prefix, str) or not prefix:
+            raise InputError("revoke_api_key needs a 'prefix'")
+        try:
+            service.revoke(prefix)
+        except ConflictError:
+            return f"API key {prefix} was already revoked"
+        return f"API key {prefix} revoked"
+
+    return FunctionAction(revoke, destructive=True)
+
+
+@playbook_app.command("run")
+def playbook_run_cmd(
+    playbook: Annotated[Path, typer.Argument(help="Playbook YAML (or CACAO v2.0 JSON).")],
+    *,
+    incident: Annotated[int, typer.Option("--incident", help="The incident to act on.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; do nothing.")
+                       ] = False,
+    approved_by: Annotated[
+        str | None, typer.Option("--approved-by", help="The second person approving "
+                                 "destructive steps.")
+    ] = None,
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """Run a playbook on an incident; exit 1 when a step failed or waits for approval."""
+    spec = load_playbook(playbook)
+    cfg = settings(home)
+    with Platform.open(cfg) as platform:
+        svc = IncidentService(platform.engine, emit=platform.record, actor=local_actor())
+        actions = {"incident_note": note_action(svc), "webhook": webhook_action(),
+                   "revoke_api_key": _revoke_action(platform)}
+        runner = PlaybookRunner(svc, actions, emit=platform.record)
+        results = runner.run(spec, incident, dry_run=dry_run, approved_by=approved_by)
+    rows = [r.to_dict() for r in results]
+    if fmt is Format.json:
+        emit_json({"playbook": spec.id, "incident": incident, "dry_run": dry_run,
+                   "steps": rows})
+    else:
+        emit(rows, fmt, columns=["step", "action", "status", "params", "detail"])
+    if any(r.status in ("failed", "needs_approval") for r in results):
+        raise typer.Exit(1)
+
+
+@playbook_app.command("export")
+def playbook_export_cmd(
+    playbook: Annotated[Path, typer.Argument(help="Playbook YAML.")],
+) -> None:
+    """Print the playbook as OASIS CACAO v2.0 JSON."""
+    emit_json(to_cacao(load_playbook(playbook)))
+
+
+@playbook_app.command("import")
+def playbook_import_cmd(
+    document: Annotated[Path, typer.Argument(help="CACAO v2.0 playbook JSON.")],
+) -> None:
+    """Print a CACAO v2.0 playbook as tsuba playbook YAML."""
+    spec = load_playbook(document)
+    data = spec.model_dump(mode="json", exclude_defaults=False)
+    sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
 
 def _since(text: str | None) -> datetime | None:

@@ -51,7 +51,8 @@ _NAMESPACE = uuid.UUID("6f1d3f0e-3c2b-5a7e-9d1e-7473756261aa")
 class Action(Protocol):
     """Something a step can do; ``destructive`` actions need a second person's approval."""
 
-    destructive: bool
+    @property
+    def destructive(self) -> bool: ...
 
     def __call__(self, params: dict[str, Any]) -> str: ...
 
