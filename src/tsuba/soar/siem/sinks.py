@@ -1,0 +1,181 @@
+"""Delivering events to SIEMs: at least once, through the event bus.
+
+A :class:`SiemForwarder` is a bus handler.  The bus keeps each subscriber's position in its
+durable outbox and retries a handler that raises with exponential backoff, then
+dead-letters the event (and says so with an alert): so a sink only has to send or raise.
+A receiver may see an event twice after a crash; every form carries the event id, and the
+ECS bulk form uses it as the document id, so duplicates are harmless.
+
+Sinks: rotated NDJSON files, syslog over UDP, TCP or TLS (RFC 5425/6587 octet counting on
+streams), and HTTP (OCSF JSON, Splunk HEC, Elastic bulk).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, Protocol
+
+import httpx
+
+from tsuba.core.bus import Delivery
+from tsuba.core.errors import InputError, UpstreamError
+from tsuba.core.events import SecurityEvent
+from tsuba.soar.siem.formats import cef, ecs_bulk, splunk_hec, syslog_5424
+
+Encoder = Callable[[SecurityEvent], bytes]
+
+
+class Sink(Protocol):
+    def send(self, payload: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def ocsf_line(event: SecurityEvent) -> bytes:
+    return json.dumps(event.to_ocsf(), ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "replace") + b"\n"
+
+
+def cef_line(event: SecurityEvent) -> bytes:
+    return cef(event).encode("utf-8", "replace") + b"\n"
+
+
+class RotatingFileSink:
+    """Appends lines to ``path``; past ``max_bytes`` it rotates (``path.1`` .. ``path.N``)."""
+
+    def __init__(self, path: Path, *, max_bytes: int = 100 * 2**20, backups: int = 5) -> None:
+        if max_bytes < 1 or backups < 0:
+            raise InputError("file sink: max_bytes >= 1 and backups >= 0")
+        self.path, self.max_bytes, self.backups = path, max_bytes, backups
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def send(self, payload: bytes) -> None:
+        with self._lock:
+            size = self.path.stat().st_size if self.path.exists() else 0
+            if size and size + len(payload) > self.max_bytes:
+                self._rotate()
+            with self.path.open("ab") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())  # durable before the bus moves past the event
+
+    def _rotate(self) -> None:
+        if self.backups == 0:
+            self.path.unlink(missing_ok=True)
+            return
+        for n in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{n}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
+        self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+
+    def close(self) -> None:
+        return None
+
+
+class SyslogSink:
+    """Syslog to ``host:port`` over UDP (one datagram a message), TCP or TLS (octet counting)."""
+
+    def __init__(
+        self, host: str, port: int, *, transport: Literal["udp", "tcp", "tls"] = "tcp",
+        timeout: float = 5.0, tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host, self.port, self.transport, self.timeout = host, port, transport, timeout
+        self._tls = tls_context or (ssl.create_default_context() if transport == "tls" else None)
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> socket.socket:
+        if self.transport == "udp":
+            sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET,
+                                 socket.SOCK_DGRAM)
+            sock.settimeout(self.timeout)
+            return sock
+        raw = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        if self._tls is not None:
+            return self._tls.wrap_socket(raw, server_hostname=self.host)
+        return raw
+
+    def send(self, payload: bytes) -> None:
+        message = payload.rstrip(b"\n")
+        with self._lock:
+            try:
+                if self._sock is None:
+                    self._sock = self._connect()
+                if self.transport == "udp":
+                    self._sock.sendto(message, (self.host, self.port))
+                else:
+                    self._sock.sendall(str(len(message)).encode() + b" " + message)
+            except OSError as exc:
+                self._drop()
+                raise UpstreamError(f"syslog {self.transport}://{self.host}:{self.port}: "
+                                    f"{exc}") from exc
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+class HttpSink:
+    """POSTs each payload to ``url`` (OCSF JSON, Splunk HEC, Elastic ``_bulk``)."""
+
+    def __init__(self, url: str, *, headers: dict[str, str] | None = None,
+                 content_type: str = "application/json", timeout: float = 10.0) -> None:
+        if not url.startswith(("https://", "http://")):
+            raise InputError(f"HTTP sink needs an http(s) URL, not {url!r}")
+        self.url = url
+        self._client = httpx.Client(timeout=timeout,
+                                    headers={"content-type": content_type, **(headers or {})})
+
+    def send(self, payload: bytes) -> None:
+        try:
+            response = self._client.post(self.url, content=payload)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"SIEM endpoint {self.url}: {exc}") from exc
+        if response.status_code >= 300:
+            raise UpstreamError(f"SIEM endpoint {self.url} answered HTTP "
+                                f"{response.status_code}")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+ENCODERS: dict[str, Encoder] = {
+    "ocsf": ocsf_line,
+    "cef": cef_line,
+    "syslog": lambda e: syslog_5424(e) + b"\n",
+    "syslog-cef": lambda e: syslog_5424(e.model_copy(update={"message": cef(e)})) + b"\n",
+    "hec": lambda e: json.dumps(splunk_hec(e), separators=(",", ":")).encode() + b"\n",
+    "ecs-bulk": lambda e: ecs_bulk([e], "tsuba-events"),
+}
+
+
+class SiemForwarder:
+    """A bus handler sending each event, encoded, to one sink; a failure raises for a retry."""
+
+    def __init__(self, sink: Sink, encode: Encoder | str = "ocsf") -> None:
+        if isinstance(encode, str):
+            if encode not in ENCODERS:
+                raise InputError(f"unknown SIEM form {encode!r} (one of "
+                                 f"{', '.join(ENCODERS)})")
+            encode = ENCODERS[encode]
+        self.sink, self.encode = sink, encode
+        self.sent = 0
+
+    def __call__(self, delivery: Delivery) -> None:
+        self.sink.send(self.encode(delivery.event))
+        self.sent += 1
