@@ -346,7 +346,6 @@ class IncidentService:
         policy: IncidentPolicy | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self._engine = engine
         self.engine = engine
         self._emit = emit
         self.actor = actor
@@ -717,7 +716,7 @@ class IncidentService:
     @contextmanager
     def _read(self) -> Iterator[Session]:
         try:
-            with Session(reader(self._engine), expire_on_commit=False) as s, s.begin():
+            with Session(reader(self.engine), expire_on_commit=False) as s, s.begin():
                 yield s
         except sa_exc.DBAPIError as exc:
             raise storage_error(exc, "incident store") from exc
@@ -725,7 +724,7 @@ class IncidentService:
     @contextmanager
     def _write(self) -> Iterator[Session]:
         try:
-            with Session(self._engine, expire_on_commit=False) as s, s.begin():
+            with Session(self.engine, expire_on_commit=False) as s, s.begin():
                 yield s
         except TsubaError:
             raise
