@@ -27,6 +27,7 @@ from tsuba.core.errors import (
 from tsuba.core.events import EventClass, Outcome, SecurityEvent, Severity, new_event_id
 from tsuba.core.identity import Authorizer
 from tsuba.core.platform import Platform
+from tsuba.gateway import content_guards  # noqa: F401 -- registers pii, secrets, injection, leaks
 from tsuba.gateway import inference_metrics as m
 from tsuba.gateway.context import (
     Admission,
