@@ -10,16 +10,15 @@ write lock.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import CursorResult, Engine, select, update
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, selectinload
 
-from tsuba.core.errors import ConflictError, InputError, NotFoundError, StorageError
+from tsuba.core.errors import ConflictError, InputError, NotFoundError
 from tsuba.core.events import EventClass, SecurityEvent
 from tsuba.core.identity.authorizer import Authorizer
 from tsuba.core.identity.events import change_event
@@ -45,7 +44,7 @@ from tsuba.core.identity.records import (
     PrincipalKind,
     RoleInfo,
 )
-from tsuba.core.storage.engine import storage_error
+from tsuba.core.storage.sessions import read_session, versioned_write
 
 Emit = Callable[[SecurityEvent], object]
 
@@ -510,37 +509,12 @@ class IdentityService:
             raise NotFoundError(f"role '{name}' does not exist")
         return row
 
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        try:
-            with Session(self._engine, expire_on_commit=False) as s, s.begin():
-                yield s
-        except sa_exc.DBAPIError as exc:
-            raise storage_error(exc, "identity store") from exc
+    def _read(self) -> AbstractContextManager[Session]:
+        return read_session(self._engine, "identity store")
 
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
+    def _write(self) -> AbstractContextManager[Session]:
         """A transaction that also bumps the policy version, so caches everywhere go stale."""
-        try:
-            with Session(self._engine, expire_on_commit=False) as s, s.begin():
-                yield s
-                result = cast(
-                    CursorResult[Any],
-                    s.execute(
-                        update(PolicyVersion)
-                        .where(PolicyVersion.id == POLICY_VERSION_ROW)
-                        .values(version=PolicyVersion.version + 1)
-                        .execution_options(synchronize_session=False)
-                    ),
-                )
-                if result.rowcount != 1:
-                    raise StorageError("the policy version row is missing: run 'tsuba db upgrade'")
-        except sa_exc.IntegrityError as exc:
-            raise ConflictError(
-                "the change conflicts with one made at the same time: look again and retry"
-            ) from exc
-        except sa_exc.DBAPIError as exc:
-            raise storage_error(exc, "identity store") from exc
+        return versioned_write(self._engine, "identity store", PolicyVersion, POLICY_VERSION_ROW)
 
     def _publish(
         self,

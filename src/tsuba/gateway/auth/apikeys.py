@@ -10,13 +10,12 @@ identity service does) so that an audit append never waits on our own write lock
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from sqlalchemy import CursorResult, Engine, select, update
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from tsuba.core.errors import ConflictError, InputError, NotFoundError, StorageError
@@ -25,7 +24,7 @@ from tsuba.core.identity.models import Principal
 from tsuba.core.identity.policy import iso
 from tsuba.core.keys import KeyManager
 from tsuba.core.keys.events import key_event
-from tsuba.core.storage.engine import reader, storage_error
+from tsuba.core.storage.sessions import read_session, versioned_write
 from tsuba.gateway.auth.keyformat import format_key, is_prefix, new_key
 from tsuba.gateway.auth.pepper import Pepper, secret_hash, signing_secret
 from tsuba.gateway.auth.records import ApiKeyRecord, IssuedKey
@@ -322,39 +321,12 @@ class ApiKeyService:
             raise NotFoundError(f"API key {prefix} does not exist")
         return found[0], found[1]
 
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        try:
-            with Session(reader(self._engine), expire_on_commit=False) as s, s.begin():
-                yield s
-        except sa_exc.DBAPIError as exc:
-            raise storage_error(exc, "API key store") from exc
+    def _read(self) -> AbstractContextManager[Session]:
+        return read_session(self._engine, "API key store")
 
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
+    def _write(self) -> AbstractContextManager[Session]:
         """A transaction that also bumps the revocation version, so caches go stale."""
-        try:
-            with Session(self._engine, expire_on_commit=False) as s, s.begin():
-                yield s
-                result = cast(
-                    CursorResult[Any],
-                    s.execute(
-                        update(ApiKeyVersion)
-                        .where(ApiKeyVersion.id == VERSION_ROW)
-                        .values(version=ApiKeyVersion.version + 1)
-                        .execution_options(synchronize_session=False)
-                    ),
-                )
-                if result.rowcount != 1:
-                    raise StorageError(
-                        "the API key version row is missing: run 'tsuba db upgrade'"
-                    )
-        except sa_exc.IntegrityError as exc:
-            raise ConflictError(
-                "the change conflicts with one made at the same time: look again and retry"
-            ) from exc
-        except sa_exc.DBAPIError as exc:
-            raise storage_error(exc, "API key store") from exc
+        return versioned_write(self._engine, "API key store", ApiKeyVersion, VERSION_ROW)
 
     def _publish(
         self, activity: str, record: ApiKeyRecord, message: str, extra: dict[str, Any]
