@@ -34,6 +34,9 @@ class Identity:
     credential_id: str  # API key prefix id, JWT "iss|sub|kid", or signing key id
     scopes: frozenset[str] = frozenset()
     claims: Mapping[str, Any] = field(default_factory=dict)
+    # The policy version read together with the credential, when the authenticator read it;
+    # the authorizer then decides at that version instead of reading it again.
+    policy_version: int | None = None
 
 
 class Authenticator(Protocol):

@@ -325,7 +325,9 @@ class Gateway:
     def authorize(self, ex: Exchange, identity: Identity, model: str) -> None:
         """``model:invoke`` on ``model/<name>``; 403 naming the missing rule (default deny)."""
         ex.model = model
-        decision = self.authorizer.authorize(identity.principal, ACTION, f"model/{model}")
+        decision = self.authorizer.authorize(
+            identity.principal, ACTION, f"model/{model}", version=identity.policy_version
+        )
         ex.authz_reason = decision.reason
         m.AUTHZ.labels("true" if decision.allowed else "false").inc()
         if not decision.allowed:
@@ -336,7 +338,7 @@ class Gateway:
     def allowed(self, identity: Identity, model: str) -> bool:
         try:
             return self.authorizer.authorize(
-                identity.principal, ACTION, f"model/{model}"
+                identity.principal, ACTION, f"model/{model}", version=identity.policy_version
             ).allowed
         except TsubaError:
             return False

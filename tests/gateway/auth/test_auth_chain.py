@@ -162,7 +162,8 @@ def test_identity_is_what_the_gateway_contract_says(
     key = service.create("alice", ["chat", "embeddings"])
     identity = run(chain.authenticate(bearer(key.key)))
     assert isinstance(identity, Identity)
+    assert identity.policy_version is not None  # read with the key, for the authorizer
     assert identity == Identity(
         principal="alice", method="api_key", credential_id=key.record.prefix,
-        scopes=frozenset({"chat", "embeddings"}),
+        scopes=frozenset({"chat", "embeddings"}), policy_version=identity.policy_version,
     )

@@ -91,3 +91,18 @@ def test_bad_guard_options_are_config_errors() -> None:
         _pii(GuardSettings(name="p", kind="pii", options={"entitys": ["EMAIL_ADDRESS"]}))
     with pytest.raises(ConfigError, match="language"):
         _pii(GuardSettings(name="p", kind="pii", options={"language": "xx"}))
+
+
+def test_policy_change_applies_to_the_next_request(make_stack: StackFactory) -> None:
+    # The API key check reads the policy version with the key's; the authorizer decides at it.
+    from tsuba.core.identity import IdentityService
+
+    stack = make_stack()
+    assert ask(stack, "hello").choices[0].message.content
+    with IdentityService(stack.platform.engine, actor="test") as ids:
+        ids.unbind("demo-user", "alice")
+    with pytest.raises(openai.PermissionDeniedError):
+        ask(stack, "hello again")
+    with IdentityService(stack.platform.engine, actor="test") as ids:
+        ids.bind("demo-user", "alice")
+    assert ask(stack, "and again").choices[0].message.content

@@ -58,12 +58,22 @@ class Authorizer:
 
     # -- public ----------------------------------------------------------------------------
     def authorize(
-        self, principal: str, action: str, resource: str, *, at: datetime | None = None
+        self,
+        principal: str,
+        action: str,
+        resource: str,
+        *,
+        at: datetime | None = None,
+        version: int | None = None,
     ) -> Decision:
-        """Allowed or not, with the reason and the rule that decided (deny by default)."""
+        """Allowed or not, with the reason and the rule that decided (deny by default).
+
+        ``version`` is a policy version the caller has just read from the store (the API key
+        check reads it in the same statement); without it the version is read here.
+        """
         when = check_instant(at)
         validate_request(action, resource)
-        return decide(self.snapshot(principal), action, resource, when)
+        return decide(self.snapshot(principal, version), action, resource, when)
 
     def explain(
         self, principal: str, action: str, resource: str, *, at: datetime | None = None
@@ -72,9 +82,10 @@ class Authorizer:
         validate_request(action, resource)
         return explain(self.snapshot(principal), action, resource, when)
 
-    def snapshot(self, principal: str) -> PolicySnapshot:
+    def snapshot(self, principal: str, version: int | None = None) -> PolicySnapshot:
         """The compiled policy of ``principal`` at the current stored version."""
-        version = self.current_version()
+        if version is None:
+            version = self.current_version()
         with self._lock:
             if self._epoch is None or version > self._epoch:
                 self._cache.clear()

@@ -117,7 +117,8 @@ class ApiKeyVerifier:
         parsed = parse_key(text)
         if parsed is None:
             raise AuthFailure(INVALID, reason="malformed API key", method="api_key")
-        entry = self.lookup(parsed.prefix)
+        versions = self._versions()
+        entry = self._lookup_at(parsed.prefix, versions)
         if entry is None:
             raise AuthFailure(
                 INVALID, reason="unknown API key prefix", method="api_key",
@@ -144,6 +145,7 @@ class ApiKeyVerifier:
             method="api_key",
             credential_id=entry.prefix,
             scopes=entry.scopes,
+            policy_version=versions[1],  # read in the same statement: spares the authorizer one
         )
 
     def signing_credential(self, key_id: str, now: float) -> tuple[VerifiedKey, bytes]:
@@ -168,7 +170,9 @@ class ApiKeyVerifier:
 
     def lookup(self, prefix: str) -> VerifiedKey | None:
         """The stored key ``prefix`` as of the current versions (cached), or None."""
-        versions = self._versions()
+        return self._lookup_at(prefix, self._versions())
+
+    def _lookup_at(self, prefix: str, versions: Versions) -> VerifiedKey | None:
         with self._lock:
             if _newer(versions, self._epoch):
                 self._cache.clear()
