@@ -297,7 +297,8 @@ class Bus:
         return {
             s.name: {
                 "acked": s.acked,
-                "alive": s.thread is not None and s.thread.is_alive(),
+                # A crashed worker counts as dead at once, while its thread still unwinds.
+                "alive": s.crashed is None and s.thread is not None and s.thread.is_alive(),
                 "crashed": repr(s.crashed) if s.crashed is not None else None,
                 "busy_position": s.busy_position if s.busy_since is not None else None,
                 "busy_seconds": (now - s.busy_since) if s.busy_since is not None else None,
