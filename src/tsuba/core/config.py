@@ -247,6 +247,10 @@ class ModelSettings(_Section):
     routes: list[RouteName] = ["chat", "completions"]
     # Output tokens assumed when a request sets no max_tokens (what a budget reserves).
     default_max_tokens: int = Field(default=1024, ge=1)
+    # The registered model (NAME or NAME:VERSION) behind this name: when set, it is served only
+    # while the model registry allows it (registered, signature verified, not quarantined or
+    # retired), checked per request with at most a second of caching.
+    registry: str | None = None
 
 
 class GuardSettings(_Section):

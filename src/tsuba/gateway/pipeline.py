@@ -42,6 +42,7 @@ from tsuba.gateway.io_log import IoLog
 from tsuba.gateway.recorder import EventRecorder
 from tsuba.gateway.sessions import SessionStore
 from tsuba.gateway.upstreams import Upstream, UpstreamPool
+from tsuba.models.registry import ServingGate
 
 log = logging.getLogger("tsuba.gateway")
 
@@ -281,6 +282,7 @@ class Gateway:
         self._price = getattr(limiter, "cost", None)
         self._owns_authorizer = authorizer is None
         self.authorizer = authorizer or Authorizer(platform.engine)
+        self.serving = ServingGate(platform.engine)
         self.recorder = EventRecorder(
             platform,
             durable=settings.audit.durability == "durable",
@@ -349,6 +351,8 @@ class Gateway:
             raise NotFoundError(f"model '{name}' does not exist")
         if route not in cfg.routes:
             raise NotFoundError(f"model '{name}' is not served on this route ({route})")
+        if cfg.registry is not None:
+            self.serving.ensure(cfg.registry)  # 403 while quarantined, retired or unverified
         return cfg
 
     def upstream(self, cfg: ModelSettings) -> Upstream:
