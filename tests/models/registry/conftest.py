@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from registry_helpers import make_model, pem_of
+from model_files import make_model, pem_of
 from sqlalchemy import Engine
 
 from tsuba.core.events import SecurityEvent

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from registry_helpers import make_model
+from model_files import make_model
 
 from tsuba.core.errors import TsubaError
 from tsuba.models.registry import Registry, UnsafeModelError, export_bom, register_model

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from registry_helpers import make_model, pem_of, write_key_files
+from model_files import make_model, pem_of, write_key_files
 
 from tsuba.core.errors import ConflictError, InputError, NotFoundError
 from tsuba.core.events import EventClass, SecurityEvent, Severity

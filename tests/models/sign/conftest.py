@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from sign_helpers import make_model, pem_of
+from model_files import make_model, pem_of
 
 from tsuba.models.sign import PrivateKeySigner, TrustedKey
 

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sign_helpers import pem_of
+from model_files import pem_of
 
 from tsuba.core.errors import InputError, IntegrityError, TsubaError
 from tsuba.models.sign import PrivateKeySigner, TrustedKey, sign_path, verify_path

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from model_files import make_model, pem_of, write_key_files
 from model_signing import hashing as ms_hashing
 from model_signing import signing as ms_signing
 from model_signing import verifying as ms_verifying
-from sign_helpers import make_model, pem_of, write_key_files
 
 from tsuba.models.sign import (
     ModelIntegrityError,

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sign_helpers import make_model
+from model_files import make_model
 
 from tsuba.models.sign import ModelIntegrityError, public_key_files, verify_path
 

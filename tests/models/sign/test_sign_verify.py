@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from sign_helpers import make_model, pem_of
+from model_files import make_model, pem_of
 
 from tsuba.core.errors import InputError, IntegrityError
 from tsuba.models.sign import (
