@@ -29,9 +29,7 @@ import os
 import platform
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,9 +38,8 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from scratch import scratch_postgres
 from tsuba.core.config import AuthSettings
 from tsuba.core.identity import IdentityService
 from tsuba.core.keys.local import LocalKeyManager
@@ -74,26 +71,6 @@ def per_request(fn: Callable[[], Any], n: int, repeats: int) -> dict[str, float]
     return {"per_second": round(n / best, 1), "us_per_request": round(best / n * 1e6, 2)}
 
 
-@contextmanager
-def scratch_postgres() -> Iterator[str | None]:
-    base = os.environ.get("TSUBA_TEST_DATABASE_URL")
-    if not base:
-        yield None
-        return
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"tsuba_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def bench_api_keys(url: str, keys: LocalKeyManager, n: int, repeats: int) -> dict[str, Any]:

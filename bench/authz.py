@@ -31,16 +31,13 @@ import random
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
+from scratch import scratch_postgres
 from tsuba.core.identity import Authorizer, IdentityService
 from tsuba.core.identity.policy import decide, validate_request
 from tsuba.core.storage import open_engine, upgrade
@@ -143,26 +140,6 @@ def per_second(fn: Callable[[], Any], n: int, repeats: int) -> dict[str, float]:
     }
 
 
-@contextmanager
-def scratch_postgres() -> Iterator[str | None]:
-    base = os.environ.get("TSUBA_TEST_DATABASE_URL")
-    if not base:
-        yield None
-        return
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    name = f"tsuba_bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-                {"n": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
 
 
 def bench_backend(engine, bindings, requests, repeats: int) -> dict[str, Any]:

@@ -27,8 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,14 +41,13 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
-    create_engine,
     insert,
     select,
-    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
+from scratch import scratch_postgres
 from tsuba.core.bus import Bus, Delivery, SqlOutbox
 from tsuba.core.events import SecurityEvent
 from tsuba.core.storage import open_engine, upgrade
@@ -272,19 +270,6 @@ def bench_backend(url: str, sizes: dict[str, int]) -> dict[str, Any]:
     return out
 
 
-@contextmanager
-def scratch_postgres(admin_url: str) -> Iterator[str]:
-    # CREATE/DROP DATABASE has no SQLAlchemy construct; the name is generated here.
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    name = f"tsuba_bench_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def print_table(backend: str, res: dict[str, Any]) -> None:
