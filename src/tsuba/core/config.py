@@ -325,6 +325,74 @@ class GatewaySettings(_Section):
     io_log: IoLogSettings = IoLogSettings()
 
 
+Priority = Literal["P0", "P1", "P2", "P3"]
+
+
+class SiemSinkSettings(_Section):
+    """One SIEM destination the response loop forwards every event to (at least once)."""
+
+    # ocsf_http: OCSF JSON POSTed; cef_syslog/syslog: RFC 5424 (CEF in the message, or plain)
+    # to host:port; ecs_file/ndjson_file: rotated files of ECS or OCSF/CEF lines; ecs_http:
+    # Elastic _bulk; splunk_hec: Splunk HTTP Event Collector.
+    kind: Literal["ocsf_http", "cef_syslog", "syslog", "ecs_file", "ecs_http", "splunk_hec",
+                  "ndjson_file"]
+    target: str = Field(min_length=1)  # URL, host:port, or file path (relative: in home)
+    # Names the sink's durable bus cursor: keep it when editing the list (default: kind).
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    format: Literal["ocsf", "cef", "ecs"] = "ocsf"  # ndjson_file only
+    transport: Literal["udp", "tcp", "tls"] = "tcp"  # syslog kinds
+    tls_ca_file: str | None = None  # trust this CA for TLS syslog / https (default: system)
+    token: SecretStr | None = None  # splunk_hec token, or a bearer token for ocsf/ecs http
+    index: str = "tsuba-events"  # ecs_http index / splunk_hec index
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_bytes: int = Field(default=100 * 2**20, ge=1024)  # file kinds: rotate past this
+    backups: int = Field(default=5, ge=0, le=1000)
+    min_severity: Literal["info", "low", "medium", "high", "critical"] | None = None
+
+    @property
+    def subscriber(self) -> str:
+        return f"soar.siem.{self.name or self.kind}"
+
+
+class SoarSettings(_Section):
+    """The response loop that ``tsuba up`` (or ``tsuba soar serve``) runs: live detection,
+    incidents, automatic playbooks, SLA escalation, SIEM forwarding, HTTP ingest."""
+
+    enabled: bool = True
+    builtin_rules: bool = True
+    rules: list[str] = []  # rule files in addition to the built-in pack (relative: in home)
+    playbooks_dir: str = "playbooks"  # *.yaml / *.yml / *.json run on matching incidents
+    actor: str = Field(default="tsuba.soar", min_length=1, max_length=128)
+    respond_within_seconds: dict[Priority, float] = {}  # SLA overrides, e.g. {P1 = 7200}
+    dedup_window_seconds: float = Field(default=3600.0, gt=0)
+    correlate_window_seconds: float = Field(default=3600.0, gt=0)
+    sla_check_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    # One loop per database: the holder renews a lease; others wait as standby.
+    lease_seconds: float = Field(default=15.0, ge=2, le=600)
+    sinks: list[SiemSinkSettings] = []
+    ingest_enabled: bool = True  # POST /v1/soar/ingest/{falco,trivy}
+    ingest_max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
+    trivy_min_severity: Literal["low", "medium", "high", "critical"] = "high"
+
+    @field_validator("respond_within_seconds")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in value.items() if v <= 0]
+        if bad:
+            raise ValueError(f"response time for {', '.join(bad)} must be positive seconds")
+        return value
+
+    @field_validator("sinks")
+    @classmethod
+    def _unique(cls, value: list[SiemSinkSettings]) -> list[SiemSinkSettings]:
+        names = [s.subscriber for s in value]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"two sinks share the name {dup[0].removeprefix('soar.siem.')!r}: "
+                             "give each sink of one kind its own 'name'")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything configurable.  Secrets are ``SecretStr`` so they never print by accident."""
 
@@ -344,6 +412,7 @@ class Settings(BaseSettings):
     keys: KeysSettings = KeysSettings()
     audit: AuditSettings = AuditSettings()
     gateway: GatewaySettings = GatewaySettings()
+    soar: SoarSettings = SoarSettings()
 
     @field_validator("database_url")
     @classmethod
