@@ -121,6 +121,39 @@ def test_destructive_steps_wait_for_a_second_person_then_run_once(
     assert audited[3].attributes["approved_by"] == "bob"
 
 
+def test_auto_approval_runs_destructive_steps_at_once_and_says_who_approved(
+    setup: dict[str, Any],
+) -> None:
+    data = {**PLAYBOOK, "author": "carol@example.org", "version": "3",
+            "steps": [{**PLAYBOOK["steps"][1], "approval": "auto"}, PLAYBOOK["steps"][2]]}
+    pb, runner, inc = parse_playbook(data), setup["runner"], setup["incident"]
+    plan = runner.run(pb, inc.id, dry_run=True)
+    assert "pre-approved by playbook:leaked-key@3 by carol@example.org" in plan[0].detail
+    assert "second person" in plan[1].detail
+    results = runner.run(pb, inc.id)
+    assert [r.status for r in results] == ["done", "needs_approval"]
+    assert setup["revoke"].calls == [{"prefix": "tsk_abc"}] and setup["block"].calls == []
+    done = next(e for e in setup["events"] if e.attributes.get("status") == "done")
+    assert done.attributes["pre_approved"] is True
+    assert done.attributes["approved_by"] == "playbook:leaked-key@3 by carol@example.org"
+    assert done.attributes["playbook_author"] == "carol@example.org"
+    assert "pre-approved by playbook:leaked-key@3" in done.message
+    # a person approving the run is named as such, not the playbook
+    again = runner.run(pb, inc.id, approved_by="bob")
+    assert [r.status for r in again] == ["already_done", "done"]
+    last = setup["events"][-1]
+    assert last.attributes["approved_by"] == "bob" and last.attributes["pre_approved"] is False
+
+
+def test_approval_required_holds_even_a_harmless_step(setup: dict[str, Any]) -> None:
+    step = {**PLAYBOOK["steps"][0], "approval": "required"}
+    pb = parse_playbook({**PLAYBOOK, "steps": [step]})
+    results = setup["runner"].run(pb, setup["incident"].id)
+    assert results[0].status == "needs_approval"
+    assert "approval: required" in results[0].detail
+    assert setup["runner"].run(pb, setup["incident"].id, approved_by="bob")[0].status == "done"
+
+
 def test_conditions_skip_steps(setup: dict[str, Any]) -> None:
     other = setup["svc"].ingest(alert("tsuba.auth.brute_force", Severity.HIGH,
                                       group={"src_ip": "198.51.100.4"}))
@@ -171,6 +204,8 @@ def test_missing_values_and_actions_are_refused(setup: dict[str, Any]) -> None:
                                            "when": {"f": {"like": 1}}}]}, "operators"),
      ({"id": "p", "title": "t", "steps": [{"id": "a", "action": "x",
                                            "when": {"f": {"regex": "("}}}]}, "invalid regex"),
+     ({"id": "p", "title": "t", "steps": [{"id": "a", "action": "x", "approval": "maybe"}]},
+      "approval"),
      ({"id": "p", "title": "t", "trigger": {"min_severity": "P7"},
        "steps": [{"id": "a", "action": "x"}]}, "P0, P1, P2 or P3")],
 )
@@ -189,6 +224,10 @@ def test_cacao_round_trip_and_refusals() -> None:
                      "start"]
     assert from_cacao(doc) == pb
     assert to_cacao(pb)["id"] == doc["id"]  # stable ids
+    signed = parse_playbook({**PLAYBOOK, "author": "carol", "version": "2", "steps": [
+        {**PLAYBOOK["steps"][1], "approval": "auto"}, PLAYBOOK["steps"][0]]})
+    back = from_cacao(json.loads(json.dumps(to_cacao(signed))))
+    assert back == signed and back.steps[0].approval == "auto" and back.version == "2"
     with pytest.raises(InputError, match=r"not a CACAO v2\.0"):
         from_cacao({**doc, "spec_version": "cacao-1.0"})
     looped = json.loads(json.dumps(doc))

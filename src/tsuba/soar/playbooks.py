@@ -7,7 +7,11 @@ from the incident and its alert) and an optional ``when`` condition.
 - Dry run: the plan, with parameters filled in, and nothing done.
 - Idempotent: each step on each incident runs once; a re-run reports it as already done.
 - Two people for destructive actions (revoking a key, blocking, quarantining): the run
-  needs ``approved_by`` naming someone other than who runs it, or the step waits.
+  needs ``approved_by`` naming someone other than who runs it, or the step waits.  A step
+  may say ``approval: auto``: whoever reviewed the playbook approved it in advance, so an
+  automated run (the response worker) acts at once and the audit event names the
+  playbook, its author and version as the approval.  ``approval: required`` asks for a
+  second person even on a step that is not destructive.
 - Every step is audited; a failing action is retried, then the run stops and escalates
   (an event and an incident note): never dropped silently.
 
@@ -82,19 +86,36 @@ class TriggerSpec(_Spec):
         return Priority.parse(str(value))
 
 
+Approval = Literal["required", "auto"]
+
+
 class StepSpec(_Spec):
     id: str = Field(pattern=_ID)
     action: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     params: dict[str, Any] = Field(default_factory=dict)
     when: dict[str, Any] | None = None
+    # None: a second person for destructive actions, none for the others.
+    approval: Approval | None = None
+
+    def needs_approval(self, destructive: bool) -> bool:
+        return self.approval == "required" or (self.approval is None and destructive)
 
 
 class PlaybookSpec(_Spec):
     id: str = Field(pattern=_ID)
     title: str = Field(min_length=1, max_length=200)
     description: str = ""
+    # Who wrote and which version: named in the audit of steps it pre-approves.
+    author: str | None = Field(default=None, max_length=128)
+    version: str | None = Field(default=None, max_length=64)
     trigger: TriggerSpec = Field(default_factory=TriggerSpec)
     steps: list[StepSpec] = Field(min_length=1, max_length=100)
+
+    @property
+    def approver(self) -> str:
+        """The playbook as the approval of its ``approval: auto`` steps."""
+        name = f"playbook:{self.id}" + (f"@{self.version}" if self.version else "")
+        return name + (f" by {self.author}" if self.author else "")
 
     def matches(self, incident: Incident, rule_ids: list[str]) -> bool:
         rank = int(incident.severity.value[1])
@@ -293,14 +314,21 @@ class PlaybookRunner:
         ).encode()).hexdigest()
         if self._done(key):
             return StepResult(step.id, step.action, "already_done", params)
+        needs = step.needs_approval(action.destructive)
+        # approval: auto on a destructive step, and no person approving this run either
+        pre_approved = action.destructive and not needs and approved_by is None
         if dry_run:
-            needs = " (needs approval by a second person)" if action.destructive else ""
-            return StepResult(step.id, step.action, "planned", params, f"would run{needs}")
-        if action.destructive and approved_by is None:
+            note = (" (needs approval by a second person)" if needs
+                    else f" (pre-approved by {playbook.approver})" if pre_approved else "")
+            return StepResult(step.id, step.action, "planned", params, f"would run{note}")
+        if needs and approved_by is None:
+            why = "destructive" if action.destructive else "approval: required"
             result = StepResult(step.id, step.action, "needs_approval", params,
-                                "destructive: run again with the approval of a second person")
+                                f"{why}: run again with the approval of a second person")
             self._audit(playbook, incident, result, severity=Severity.MEDIUM)
             return result
+        if pre_approved:
+            approved_by = playbook.approver
         error = ""
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -313,7 +341,8 @@ class PlaybookRunner:
                 continue
             result = StepResult(step.id, step.action, "done", params, detail, attempt)
             self._record(key, playbook, incident, result, approved_by)
-            self._audit(playbook, incident, result, approved_by=approved_by)
+            self._audit(playbook, incident, result, approved_by=approved_by,
+                        pre_approved=pre_approved)
             return result
         result = StepResult(step.id, step.action, "failed", params,
                             f"failed after {self.max_attempts} attempt(s): {error}",
@@ -344,9 +373,11 @@ class PlaybookRunner:
             ))
 
     def _audit(self, playbook: PlaybookSpec, incident: Incident, result: StepResult, *,
-               severity: Severity = Severity.INFO, approved_by: str | None = None) -> None:
+               severity: Severity = Severity.INFO, approved_by: str | None = None,
+               pre_approved: bool = False) -> None:
         if self._emit is None:
             return
+        how = f" (pre-approved by {playbook.approver})" if pre_approved else ""
         self._emit(SecurityEvent(
             event_class=EventClass.INCIDENT_FINDING,
             activity="update",
@@ -355,10 +386,12 @@ class PlaybookRunner:
             resource=f"incident/{incident.id}",
             outcome=Outcome.SUCCESS if result.status == "done" else Outcome.FAILURE,
             message=f"playbook {playbook.id} step {result.step} ({result.action}): "
-                    f"{result.status}" + (f": {result.detail}" if result.detail else ""),
+                    f"{result.status}{how}" + (f": {result.detail}" if result.detail else ""),
             attributes={**result.to_dict(), "action": "playbook_step",
                         "step_action": result.action, "playbook": playbook.id,
-                        "approved_by": approved_by},
+                        "playbook_version": playbook.version,
+                        "playbook_author": playbook.author,
+                        "approved_by": approved_by, "pre_approved": pre_approved},
         ))
 
 
@@ -412,7 +445,8 @@ def to_cacao(playbook: PlaybookSpec, *, created: datetime | None = None) -> dict
             "name": step.id,
             "commands": [{"type": "manual", "command": step.action}],
             "on_completion": following,
-            "x_tsuba": {"action": step.action, "params": step.params},
+            "x_tsuba": {"action": step.action, "params": step.params,
+                        **({"approval": step.approval} if step.approval else {})},
         }
         following = action_id
         if step.when is not None:
@@ -439,7 +473,9 @@ def to_cacao(playbook: PlaybookSpec, *, created: datetime | None = None) -> dict
         "modified": stamp,
         "workflow_start": start,
         "workflow": workflow,
-        "x_tsuba": {"id": playbook.id, "trigger": playbook.trigger.model_dump(mode="json")},
+        "x_tsuba": {"id": playbook.id, "trigger": playbook.trigger.model_dump(mode="json"),
+                    **{k: v for k, v in (("author", playbook.author),
+                                         ("version", playbook.version)) if v is not None}},
     }
 
 
@@ -479,21 +515,29 @@ def from_cacao(doc: Any, source: str = "CACAO playbook") -> PlaybookSpec:
         if kind != "action":
             raise InputError(f"{source}: step type {kind!r} is not supported (action, "
                              "if-condition, start, end)")
-        x = node.get("x_tsuba")
-        if not isinstance(x, dict) or not isinstance(x.get("action"), str):
-            raise InputError(f"{source}: action step {current!r} has no tsuba action")
-        step: dict[str, Any] = {"id": node.get("name"), "action": x["action"],
-                                "params": x.get("params") or {}}
+        step = _cacao_action(node, f"{source}: action step {current!r}")
         if pending_when is not None:
             step["when"], pending_when = pending_when, None
         steps.append(step)
         current = node.get("on_completion")
-    data = {"id": ext.get("id") or _slug(str(doc.get("name", "cacao"))),
-            "title": doc.get("name") or "CACAO playbook",
-            "description": doc.get("description") or "", "steps": steps}
+    data: dict[str, Any] = {k: ext[k] for k in ("author", "version") if k in ext}
+    data.update(id=ext.get("id") or _slug(str(doc.get("name", "cacao"))),
+                title=doc.get("name") or "CACAO playbook",
+                description=doc.get("description") or "", steps=steps)
     if isinstance(ext.get("trigger"), dict):
         data["trigger"] = ext["trigger"]
     return parse_playbook(data, source)
+
+
+def _cacao_action(node: dict[str, Any], where: str) -> dict[str, Any]:
+    x = node.get("x_tsuba")
+    if not isinstance(x, dict) or not isinstance(x.get("action"), str):
+        raise InputError(f"{where} has no tsuba action")
+    step: dict[str, Any] = {"id": node.get("name"), "action": x["action"],
+                            "params": x.get("params") or {}}
+    if "approval" in x:
+        step["approval"] = x["approval"]
+    return step
 
 
 def _slug(text: str) -> str:
