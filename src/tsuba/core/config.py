@@ -12,7 +12,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -259,10 +266,34 @@ class GuardSettings(_Section):
     name: str = Field(min_length=1, max_length=64)
     kind: str = Field(min_length=1)  # "word" is built in
     stage: Literal["input", "output", "both"] = "both"
-    action: Literal["block", "redact", "flag"] = "block"
+    # "pseudonymize": pii and secrets on the input stage only; values come back in the answer.
+    action: Literal["block", "redact", "flag", "pseudonymize"] = "block"
     routes: list[str] = ["*"]
     models: list[str] = ["*"]
     options: dict[str, Any] = {}
+    # State shared by every worker: pseudonym mappings (default "database") and conversation
+    # risk of the injection guard (default "memory": one process).  "redis" needs redis_url.
+    store: Literal["memory", "database", "redis"] | None = None
+    redis_url: SecretStr | None = None
+    redis_prefix: str = Field(default="tsuba:guards:", min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _pseudonymize_and_store(self) -> GuardSettings:
+        where = f"gateway.guards['{self.name}']"
+        if self.action == "pseudonymize":
+            if self.kind not in ("pii", "secrets") or self.stage != "input":
+                raise ValueError(
+                    f"{where}.action 'pseudonymize' needs kind 'pii' or 'secrets' and "
+                    "stage 'input' (placeholders are restored in the answer)"
+                )
+            if self.store == "memory":
+                raise ValueError(
+                    f"{where}.store 'memory' cannot hold pseudonyms: every worker must see "
+                    "the same mapping; use 'database' or 'redis'"
+                )
+        if self.store == "redis" and self.redis_url is None:
+            raise ValueError(f"{where}.redis_url must be set when store is 'redis'")
+        return self
 
 
 class RouteSettings(_Section):
