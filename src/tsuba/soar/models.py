@@ -123,3 +123,17 @@ class ActionRunRow(Base):
     actor: Mapped[str] = mapped_column(String(128))
     approved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BlockedIpRow(Base):
+    """An address or network the gateway refuses, until ``expires_at`` if set."""
+
+    __tablename__ = "soar_blocked_ips"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    network: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    blocked_by: Mapped[str] = mapped_column(String(128))
+    blocked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)

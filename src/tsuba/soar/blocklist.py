@@ -1,0 +1,202 @@
+"""Addresses the gateway refuses: a stored deny list and the cached check of each request.
+
+The list lives in one table (``soar_blocked_ips``) so that every gateway process, on any
+machine sharing the database, refuses the same addresses.  ``IpBlocklist`` keeps the whole
+list in memory and re-reads it at most every ``refresh_seconds`` (1 s by default): a block
+takes effect everywhere within that time, and a request pays a set lookup, not a query.
+When the list cannot be read the check raises (fail closed), like the key and policy
+checks beside it.
+
+Networks wider than /8 (IPv4) or /32 (IPv6) are refused: a playbook filling in an address
+from an alert must never be able to shut the gateway to everyone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Engine, delete, or_, select
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
+
+from tsuba.core.errors import ConflictError, InputError
+from tsuba.core.storage.engine import reader, storage_error
+from tsuba.soar.models import BlockedIpRow
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_WIDEST = {4: 8, 6: 32}
+_WHAT = "IP block list"
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedNetwork:
+    network: str
+    reason: str
+    blocked_by: str
+    blocked_at: datetime
+    expires_at: datetime | None
+    incident_id: int | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"network": self.network, "reason": self.reason, "blocked_by": self.blocked_by,
+                "blocked_at": self.blocked_at.isoformat(),
+                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+                "incident_id": self.incident_id}
+
+
+def parse_network(text: str) -> Network:
+    """An address (``203.0.113.9``) or network (``203.0.113.0/24``) to block."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("an IP address or network is required (e.g. 203.0.113.9)")
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=True)
+    except ValueError as exc:
+        raise InputError(f"invalid IP address or network {text!r}: {exc}") from None
+    if isinstance(net, ipaddress.IPv6Network) and net.network_address.ipv4_mapped and \
+            net.prefixlen >= 96:
+        net = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/{net.prefixlen - 96}")
+    if net.prefixlen < _WIDEST[net.version]:
+        raise InputError(f"network {net} is too wide to block: at most /{_WIDEST[net.version]}"
+                         f" for IPv{net.version}")
+    return net
+
+
+def _info(row: BlockedIpRow) -> BlockedNetwork:
+    return BlockedNetwork(row.network, row.reason, row.blocked_by, row.blocked_at,
+                          row.expires_at, row.incident_id)
+
+
+def block_network(
+    engine: Engine, network: str, *, reason: str, actor: str,
+    expires_at: datetime | None = None, incident_id: int | None = None,
+) -> tuple[BlockedNetwork, bool]:
+    """Block ``network``; returns the entry and whether this call blocked it.
+
+    An entry that is still in force is left as it is (the call reports it was already
+    blocked); an expired one is renewed.
+    """
+    net = str(parse_network(network))
+    now = datetime.now(UTC)
+    if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
+        raise InputError("a block's expiry must be a future instant with a timezone")
+    try:
+        with Session(engine, expire_on_commit=False) as s, s.begin():
+            row = s.scalar(select(BlockedIpRow).where(BlockedIpRow.network == net))
+            if row is not None and (row.expires_at is None or row.expires_at > now):
+                return _info(row), False
+            if row is None:
+                row = BlockedIpRow(network=net)
+                s.add(row)
+            row.reason, row.blocked_by = reason[:4000], actor[:128]
+            row.blocked_at, row.expires_at, row.incident_id = now, expires_at, incident_id
+            s.flush()
+            return _info(row), True
+    except sa_exc.IntegrityError:
+        # Blocked at the same moment by another process: the same fact.
+        entry = blocked_entry(engine, net)
+        if entry is None:
+            raise ConflictError(f"blocking {net} raced with its removal: try again") from None
+        return entry, False
+    except sa_exc.DBAPIError as exc:
+        raise storage_error(exc, _WHAT) from exc
+
+
+def unblock_network(engine: Engine, network: str) -> bool:
+    """Lift a block; False when ``network`` was not blocked."""
+    net = str(parse_network(network))
+    try:
+        with Session(engine) as s, s.begin():
+            result = cast(CursorResult[Any], s.execute(
+                delete(BlockedIpRow).where(BlockedIpRow.network == net)))
+            return result.rowcount > 0
+    except sa_exc.DBAPIError as exc:
+        raise storage_error(exc, _WHAT) from exc
+
+
+def blocked_entry(engine: Engine, network: str) -> BlockedNetwork | None:
+    """The stored entry for exactly ``network``, in force or expired."""
+    net = str(parse_network(network))
+    try:
+        with Session(reader(engine)) as s:
+            row = s.scalar(select(BlockedIpRow).where(BlockedIpRow.network == net))
+            return _info(row) if row is not None else None
+    except sa_exc.DBAPIError as exc:
+        raise storage_error(exc, _WHAT) from exc
+
+
+def list_blocked(engine: Engine, *, at: datetime | None = None) -> list[BlockedNetwork]:
+    """The entries in force at ``at`` (now by default)."""
+    when = at or datetime.now(UTC)
+    query = select(BlockedIpRow).where(
+        or_(BlockedIpRow.expires_at.is_(None), BlockedIpRow.expires_at > when)
+    ).order_by(BlockedIpRow.network)
+    try:
+        with Session(reader(engine)) as s:
+            return [_info(row) for row in s.scalars(query)]
+    except sa_exc.DBAPIError as exc:
+        raise storage_error(exc, _WHAT) from exc
+
+
+class IpBlocklist:
+    """The gateway's check: is this client address blocked?  Cached, thread-safe."""
+
+    def __init__(
+        self, engine: Engine, *, refresh_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 <= refresh_seconds <= 60:
+            raise ValueError("refresh_seconds must be between 0 and 60")
+        self._engine = engine
+        self._every = refresh_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._loaded_at: float | None = None
+        self._hosts: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, BlockedNetwork] = {}
+        self._networks: list[tuple[Network, BlockedNetwork]] = []
+
+    def blocked(self, client_ip: str) -> BlockedNetwork | None:
+        """The entry that blocks ``client_ip``, or None (also for an empty or odd address)."""
+        self._refresh()
+        if not client_ip:
+            return None
+        try:
+            addr = ipaddress.ip_address(client_ip)
+        except ValueError:
+            return None
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        now = datetime.now(UTC)
+        entry = self._hosts.get(addr)
+        if entry is None:
+            entry = next((e for net, e in self._networks if addr in net), None)
+        if entry is None or (entry.expires_at is not None and entry.expires_at <= now):
+            return None
+        return entry
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._loaded_at = None
+
+    def _refresh(self) -> None:
+        now = self._clock()
+        loaded = self._loaded_at
+        if loaded is not None and now - loaded < self._every:
+            return
+        with self._lock:
+            if self._loaded_at is not None and now - self._loaded_at < self._every:
+                return
+            hosts: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, BlockedNetwork] = {}
+            networks: list[tuple[Network, BlockedNetwork]] = []
+            for entry in list_blocked(self._engine):  # raises StorageError: fail closed
+                net = ipaddress.ip_network(entry.network)
+                if net.num_addresses == 1:
+                    hosts[net.network_address] = entry
+                else:
+                    networks.append((net, entry))
+            self._hosts, self._networks, self._loaded_at = hosts, networks, now
