@@ -43,6 +43,7 @@ from tsuba.gateway.recorder import EventRecorder
 from tsuba.gateway.sessions import SessionStore
 from tsuba.gateway.upstreams import Upstream, UpstreamPool
 from tsuba.models.registry import ServingGate
+from tsuba.soar.blocklist import IpBlocklist
 
 log = logging.getLogger("tsuba.gateway")
 
@@ -283,6 +284,7 @@ class Gateway:
         self._owns_authorizer = authorizer is None
         self.authorizer = authorizer or Authorizer(platform.engine)
         self.serving = ServingGate(platform.engine)
+        self.blocked_ips = IpBlocklist(platform.engine)  # the block_ip playbook action's list
         self.recorder = EventRecorder(
             platform,
             durable=settings.audit.durability == "durable",
@@ -315,6 +317,8 @@ class Gateway:
 
     # -- stages --------------------------------------------------------------------------
     async def authenticate(self, ex: Exchange, request: AuthRequest) -> Identity:
+        if self.blocked_ips.blocked(ex.client_ip) is not None:
+            raise AuthorizationError("requests from this address are blocked")
         try:
             identity = await self.authenticator.authenticate(request)
         except TsubaError:
