@@ -3,7 +3,8 @@
 ``anonymize(text, findings, operators)`` applies one operator per entity type (or one for
 all).  Numbered placeholders (``<PERSON_1>``) come from a :class:`MappingStore` keyed by a
 session, so the same value gets the same placeholder across the turns of a conversation and
-across gateway workers when the store is shared (``store.SqlMappingStore``).  ``deanonymize``
+across gateway workers when the store is shared (``store.SqlMappingStore`` in the database,
+``redis_store.RedisMappingStore`` in Redis).  ``deanonymize``
 puts real values back (placeholders from the store, ``<TYPE:enc:...>`` tokens through the key
 store); :class:`StreamRestorer` does it for a response arriving in chunks, holding back only
 a possible placeholder prefix cut at a chunk boundary.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,6 +47,14 @@ class MappingStore(Protocol):
         """Every live placeholder of the session and its value."""
         ...
 
+    def touch(self, session: str) -> int:
+        """Keep the session's placeholders for another TTL from now; 0 if it has none."""
+        ...
+
+    def drop(self, session: str) -> int:
+        """Forget the session's placeholders now; how many were forgotten."""
+        ...
+
 
 class MemoryMappingStore:
     """A per-process store: for tests and single-process tools, not for a gateway fleet."""
@@ -72,13 +81,18 @@ class MemoryMappingStore:
         with self._lock:
             return dict(self._values.get(session, {}))
 
-    def drop(self, session: str) -> None:
+    def touch(self, session: str) -> int:
         with self._lock:
-            self._values.pop(session, None)
+            return len(self._values.get(session, {}))  # nothing here expires
+
+    def drop(self, session: str) -> int:
+        with self._lock:
+            dropped = len(self._values.pop(session, {}))
             for key in [k for k in self._by_value if k[0] == session]:
                 del self._by_value[key]
             for ckey in [k for k in self._counts if k[0] == session]:
                 del self._counts[ckey]
+            return dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,13 +200,20 @@ class StreamRestorer:
     Text is released as soon as it cannot be the start of a placeholder; a ``<`` that might
     open one is held until the placeholder completes or the text proves otherwise, so a
     placeholder split across chunks (``"<PER"`` + ``"SON_1>"``) is still restored.
+    Placeholder-shaped tokens the mapping lacks (invented by the model, or expired) stay as
+    they are and are listed in ``unknown``.  ``escape`` rewrites each value before it is
+    inserted (e.g. JSON string escaping for tool-call arguments).
     """
 
     MAX_HOLD = 80  # longer than any placeholder: "<" + 64-character type + "_" + 7 digits + ">"
 
-    def __init__(self, mapping: Mapping[str, str]) -> None:
+    def __init__(
+        self, mapping: Mapping[str, str], *, escape: Callable[[str], str] | None = None
+    ) -> None:
         self._mapping = dict(mapping)
+        self._escape = escape
         self._held = ""
+        self.unknown: list[str] = []
 
     def feed(self, chunk: str) -> str:
         data = self._held + chunk
@@ -205,9 +226,9 @@ class StreamRestorer:
         return self._restore(data)
 
     def _restore(self, text: str) -> str:
-        if not self._mapping or "<" not in text:
+        if "<" not in text:
             return text
-        return PLACEHOLDER.sub(lambda m: self._mapping.get(m.group(0), m.group(0)), text)
+        return restore(text, self._mapping, unknown=self.unknown, escape=self._escape)
 
     def _safe_prefix(self, data: str) -> int:
         """How much of ``data`` can be released: all but a trailing unfinished ``<...``."""
@@ -218,6 +239,30 @@ class StreamRestorer:
         if len(tail) >= self.MAX_HOLD or not _could_continue(tail):
             return len(data)
         return lt
+
+
+def restore(
+    text: str,
+    mapping: Mapping[str, str],
+    *,
+    unknown: list[str] | None = None,
+    escape: Callable[[str], str] | None = None,
+) -> str:
+    """``text`` with each placeholder of ``mapping`` replaced by its value.
+
+    Placeholder-shaped tokens that ``mapping`` lacks are left and appended to ``unknown``.
+    """
+
+    def put(match: re.Match[str]) -> str:
+        token = match.group(0)
+        value = mapping.get(token)
+        if value is None:
+            if unknown is not None:
+                unknown.append(token)
+            return token
+        return escape(value) if escape is not None else value
+
+    return PLACEHOLDER.sub(put, text)
 
 
 def _could_continue(tail: str) -> bool:
@@ -243,4 +288,5 @@ __all__ = [
     "StreamRestorer",
     "anonymize",
     "deanonymize",
+    "restore",
 ]

@@ -11,7 +11,6 @@ Rows carry ``expires_at``; reads ignore expired rows and ``purge_expired`` delet
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
@@ -37,11 +36,10 @@ from tsuba.core.keys import envelope
 from tsuba.core.keys.base import KeyKind, KeyManager
 from tsuba.core.storage import Base
 from tsuba.core.storage.engine import storage_error
+from tsuba.guards.anonymize import sealing
 from tsuba.guards.anonymize.operators import DEFAULT_HASH_KEY, PLACEHOLDER
+from tsuba.guards.anonymize.sealing import check_entity_type, check_session
 
-_SESSION = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
-_DIGEST_PREFIX = b"tsuba-pseudonym/v1 digest\x00"
-_VALUE_PREFIX = b"tsuba-pseudonym/v1 value\x00"
 MAX_ATTEMPTS = 8  # concurrent writers racing for the next number retry this often
 
 
@@ -92,16 +90,15 @@ class SqlMappingStore:
 
     # -- MappingStore ------------------------------------------------------------------
     def placeholder_for(self, session: str, entity_type: str, value: str) -> str:
-        _check_session(session)
-        if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", entity_type):
-            raise InputError(f"entity type '{entity_type}' is not UPPER_SNAKE_CASE")
-        digest = self._digest(session, entity_type, value)
+        check_session(session)
+        check_entity_type(entity_type)
+        found_digest = sealing.digest(self._keys, self._hmac_key, session, entity_type, value)
         for _ in range(MAX_ATTEMPTS):
-            found = self._lookup(session, digest)
+            found = self._lookup(session, found_digest)
             if found is not None:
                 return found
             try:
-                return self._insert(session, entity_type, value, digest)
+                return self._insert(session, entity_type, value, found_digest)
             except IntegrityError:
                 continue  # another worker took this value or this number first: look again
             except DBAPIError as exc:
@@ -112,7 +109,7 @@ class SqlMappingStore:
         )
 
     def mapping(self, session: str, *, at: datetime | None = None) -> dict[str, str]:
-        _check_session(session)
+        check_session(session)
         now = at or _now()
         try:
             with self._engine.connect() as conn:
@@ -134,7 +131,7 @@ class SqlMappingStore:
         m = PLACEHOLDER.fullmatch(placeholder)
         if m is None:
             raise InputError(f"'{placeholder[:80]}' is not a placeholder like <PERSON_1>")
-        _check_session(session)
+        check_session(session)
         try:
             with self._engine.connect() as conn:
                 blob = conn.execute(
@@ -151,7 +148,7 @@ class SqlMappingStore:
 
     def touch(self, session: str, *, until: datetime | None = None) -> int:
         """Extend the session's rows to ``until`` (default now + ttl); rows updated."""
-        _check_session(session)
+        check_session(session)
         expires = until or _now() + self.ttl
         try:
             with self._engine.begin() as conn:
@@ -166,7 +163,7 @@ class SqlMappingStore:
 
     def drop(self, session: str) -> int:
         """Forget a session's pseudonyms now (when the session ends)."""
-        _check_session(session)
+        check_session(session)
         try:
             with self._engine.begin() as conn:
                 result = conn.execute(delete(_T).where(_T.c.session_id == session))
@@ -183,12 +180,6 @@ class SqlMappingStore:
         return int(result.rowcount or 0)
 
     # -- internals -------------------------------------------------------------------------
-    def _digest(self, session: str, entity_type: str, value: str) -> bytes:
-        data = b"\x00".join(
-            [_DIGEST_PREFIX, session.encode(), entity_type.encode(), value.encode()]
-        )
-        return self._keys.hmac(self._hmac_key, data)
-
     def _lookup(self, session: str, digest: bytes) -> str | None:
         try:
             with self._engine.connect() as conn:
@@ -229,9 +220,7 @@ class SqlMappingStore:
             ).scalar_one_or_none()
             ordinal = int(current or 0) + 1
             placeholder = f"<{entity_type}_{ordinal}>"
-            blob = envelope.encrypt(
-                self._keys, self._kek, value.encode(), _value_aad(session, placeholder)
-            )
+            blob = sealing.seal(self._keys, self._kek, session, placeholder, value)
             conn.execute(
                 insert(_T).values(
                     session_id=session,
@@ -246,18 +235,7 @@ class SqlMappingStore:
         return placeholder
 
     def _open(self, session: str, placeholder: str, blob: bytes) -> str:
-        return envelope.decrypt(self._keys, blob, _value_aad(session, placeholder)).decode()
-
-
-def _value_aad(session: str, placeholder: str) -> bytes:
-    return _VALUE_PREFIX + session.encode() + b"\x00" + placeholder.encode()
-
-
-def _check_session(session: str) -> None:
-    if not _SESSION.fullmatch(session):
-        raise InputError(
-            "pseudonym session id must be 1-128 characters of letters, digits and _.:-"
-        )
+        return sealing.unseal(self._keys, session, placeholder, blob)
 
 
 def _error(exc: BaseException) -> StorageError:
