@@ -1,0 +1,203 @@
+"""Checking an OCSF event against the OCSF 1.8.0 schema before a SIEM sees it.
+
+The schema comes from ``ocsf-json-schema``, which ships the official OCSF schema exports
+(1.0 to 1.8) and turns a class with its profiles into a JSON Schema (draft 2020-12);
+``jsonschema`` applies it.  ``py-ocsf-models`` was the other candidate, but its 0.10
+models cover only the Detection, Compliance and Application Security Posture findings:
+no Authentication, API Activity or Incident Finding, and no AI Operation profile, which
+first appears in OCSF 1.8.0.
+
+JSON Schema catches missing required attributes, wrong types, values outside an enum,
+attributes the class does not define (``additionalProperties`` is false) and profile
+attributes used without the profile.  On top of it this module checks what JSON Schema
+cannot say: ``type_uid`` is ``class_uid * 100 + activity_id``, every caption sibling
+(``severity``, ``status``, ``activity_name``...) is the caption of its ``_id``, profiles
+named in ``metadata.profiles`` exist, ``metadata.version`` is the version checked against,
+and ``time`` is in epoch milliseconds.
+
+Both libraries are imported on first use: commands that never validate stay fast.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from tsuba.core.errors import InputError
+from tsuba.core.events import OCSF_VERSION
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+
+# Epoch milliseconds between 2000-01-01 and 2100-01-01: a value outside is seconds,
+# microseconds or a clock far off, none of which a SIEM would place right.
+_TIME_MIN, _TIME_MAX = 946_684_800_000, 4_102_444_800_000
+_MAX_PROBLEMS = 20
+
+
+class InvalidOcsfEvent(InputError):
+    """An event that does not conform to the OCSF schema; ``problems`` says where."""
+
+    def __init__(self, problems: list[str], uid: object = None) -> None:
+        self.problems = problems
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more"
+                                           if len(problems) > 5 else "")
+        super().__init__(f"OCSF event {uid or '(no metadata.uid)'} does not conform to OCSF "
+                         f"{OCSF_VERSION}: {shown}")
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    from ocsf_json_schema import get_ocsf_schema  # noqa: PLC0415
+
+    schema: dict[str, Any] = get_ocsf_schema(OCSF_VERSION)
+    return schema
+
+
+@functools.cache
+def _classes_by_uid() -> dict[int, str]:
+    return {int(c["uid"]): name for name, c in _schema()["classes"].items()}
+
+
+@functools.cache
+def _validator(class_name: str, profiles: tuple[str, ...]) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator  # noqa: PLC0415
+    from ocsf_json_schema import OcsfJsonSchemaEmbedded  # noqa: PLC0415
+
+    json_schema = OcsfJsonSchemaEmbedded(_schema()).get_class_schema(class_name,
+                                                                      list(profiles))
+    return Draft202012Validator(json_schema)
+
+
+def known_profiles() -> frozenset[str]:
+    return frozenset(_schema().get("profiles", {}))
+
+
+def validate(event: Mapping[str, Any]) -> list[str]:
+    """The ways ``event`` breaks the OCSF schema, one line each; empty when it conforms."""
+    if not isinstance(event, Mapping):
+        return ["the event is not a JSON object"]
+    class_uid = event.get("class_uid")
+    if not isinstance(class_uid, int) or isinstance(class_uid, bool):
+        return ["class_uid: missing or not an integer"]
+    class_name = _classes_by_uid().get(class_uid)
+    if class_name is None:
+        return [f"class_uid: {class_uid} is not an OCSF {OCSF_VERSION} class"]
+    problems: list[str] = []
+    metadata = event.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    version = metadata.get("version")
+    if version is not None and version != OCSF_VERSION:
+        problems.append(f"metadata.version: {version!r}, but the event is checked against "
+                        f"OCSF {OCSF_VERSION}")
+    profiles = _profiles(metadata.get("profiles"), problems)
+    validator = _validator(class_name, profiles)
+    for error in validator.iter_errors(dict(event)):
+        problems.append(_describe(error, class_name))
+    problems.extend(_semantics(event, class_name))
+    return sorted(set(problems))[:_MAX_PROBLEMS] if problems else []
+
+
+def check(event: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidOcsfEvent` naming every problem unless ``event`` conforms."""
+    problems = validate(event)
+    if problems:
+        metadata = event.get("metadata") if isinstance(event, Mapping) else None
+        uid = metadata.get("uid") if isinstance(metadata, Mapping) else None
+        raise InvalidOcsfEvent(problems, uid)
+
+
+def _profiles(value: object, problems: list[str]) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        problems.append("metadata.profiles: must be a list of profile names")
+        return ()
+    known = known_profiles()
+    for name in value:
+        if name not in known:
+            problems.append(f"metadata.profiles: {name!r} is not an OCSF {OCSF_VERSION} "
+                            "profile")
+    return tuple(sorted({p for p in value if p in known}))
+
+
+def _path(parts: Iterator[Any] | Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "event"
+
+
+def _describe(error: Any, class_name: str) -> str:
+    """One JSON Schema error in OCSF words."""
+    where = _path(error.absolute_path)
+    kind = error.validator
+    if kind == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        hints = [_profile_hint(where, name, class_name) for name in extra]
+        return f"{where}: {', '.join(hints)}"
+    if kind in ("anyOf", "oneOf") and all(
+        isinstance(s, dict) and list(s) == ["required"] for s in error.validator_value
+    ):
+        names = ", ".join(s["required"][0] for s in error.validator_value)
+        how = "at least one" if kind == "anyOf" else "exactly one"
+        return f"{where}: needs {how} of {names}"
+    return f"{where}: {error.message}"
+
+
+def _profile_hint(where: str, name: str, class_name: str) -> str:
+    attrs = _schema()["classes"][class_name]["attributes"] if where == "event" else {}
+    profiles = attrs.get(name, {}).get("profiles") or []
+    if profiles:
+        return (f"{name!r} belongs to the OCSF profile {profiles[0]!r}: name it in "
+                "metadata.profiles")
+    return f"{name!r} is not an attribute OCSF defines here"
+
+
+def _semantics(event: Mapping[str, Any], class_name: str) -> list[str]:
+    problems: list[str] = []
+    class_uid, activity_id = event.get("class_uid"), event.get("activity_id")
+    type_uid = event.get("type_uid")
+    if isinstance(class_uid, int) and isinstance(activity_id, int) and \
+            type_uid != class_uid * 100 + activity_id:
+        problems.append(f"type_uid: {type_uid!r}, but class_uid * 100 + activity_id is "
+                        f"{class_uid * 100 + activity_id}")
+    time = event.get("time")
+    if isinstance(time, int) and not isinstance(time, bool) and \
+            not _TIME_MIN <= time < _TIME_MAX:
+        problems.append(f"time: {time} is not epoch milliseconds between 2000 and 2100")
+    attrs = _schema()["classes"][class_name]["attributes"]
+    problems.extend(_siblings(event, attrs, ""))
+    return problems
+
+
+def _siblings(obj: Mapping[str, Any], attrs: Mapping[str, Any], where: str) -> list[str]:
+    """Each caption (``status``) must be the caption of its id (``status_id``); for 99,
+    Other, the caption is the source's own word and must be there if the id is."""
+    problems: list[str] = []
+    objects = _schema()["objects"]
+    for name, value in obj.items():
+        spec = attrs.get(name)
+        if not isinstance(spec, Mapping):
+            continue
+        sibling, enum = spec.get("sibling"), spec.get("enum")
+        if sibling and enum and isinstance(value, int) and sibling in obj:
+            caption = enum.get(str(value), {}).get("caption")
+            given = obj[sibling]
+            if value == 99:
+                if not isinstance(given, str) or not given.strip():
+                    problems.append(f"{where}{sibling}: {name} is 99 (Other), so {sibling} "
+                                    "must name it")
+            elif caption is not None and given != caption:
+                problems.append(f"{where}{sibling}: {given!r} is not the caption of "
+                                f"{name} {value} ({caption!r})")
+        object_type = spec.get("object_type")
+        if spec.get("type") == "object_t" and object_type in objects:
+            inner = objects[object_type]["attributes"]
+            items = value if isinstance(value, list) else [value]
+            for n, item in enumerate(items):
+                if isinstance(item, Mapping):
+                    index = f"[{n}]" if isinstance(value, list) else ""
+                    problems.extend(_siblings(item, inner, f"{where}{name}{index}."))
+    return problems
