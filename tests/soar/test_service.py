@@ -1,0 +1,263 @@
+"""The response loop in-process: live detection, automatic playbooks, SIEM forwarding, the
+lease that keeps one loop per database, and what ``status`` and /metrics report; on SQLite
+and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import Engine
+
+from tsuba.core.config import load_settings
+from tsuba.core.errors import ConfigError
+from tsuba.core.events import EventClass, SecurityEvent
+from tsuba.core.home import init_home
+from tsuba.core.identity import IdentityService
+from tsuba.core.platform import Platform
+from tsuba.gateway.auth import ApiKeyService, create_api_key
+from tsuba.soar.incidents import IncidentService
+from tsuba.soar.lease import Lease, read_lease
+from tsuba.soar.service import ResponseService, loop_status
+
+LEAK_RULE = """
+rules:
+  - id: test.leaked_key
+    title: A key marked leaked authenticated
+    kind: match
+    severity: high
+    match: {class: authentication, outcome: success, leaked: true}
+    group_by: [credential_id]
+    mitre_attack: [T1078]
+"""
+
+REVOKE_PLAYBOOK = """
+id: revoke-leaked
+title: Revoke a leaked key
+author: secops
+version: "1"
+trigger: {rules: [test.leaked_key], min_severity: P1}
+steps:
+  - id: revoke
+    action: revoke_api_key
+    approval: auto
+    params: {prefix: "{alert.group.credential_id}"}
+  - id: note
+    action: incident_note
+    params: {incident: "{incident.id}", text: "revoked {alert.group.credential_id}"}
+"""
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def open_platform(
+    home: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Platform]]:
+    """``open_platform(soar={...})``: a Platform on a fresh home and database."""
+    if not db_url.startswith("sqlite"):
+        monkeypatch.setenv("TSUBA_DATABASE_URL", db_url)
+    init_home(home)
+    (home / "rules.yaml").write_text(LEAK_RULE, encoding="utf-8")
+    opened: list[Platform] = []
+
+    def build(**soar: Any) -> Platform:
+        cfg = {"rules": ["rules.yaml"], "lease_seconds": 2, **soar}
+        platform = Platform.open(load_settings(home, soar=cfg))
+        opened.append(platform)
+        return platform
+
+    yield build
+    for platform in opened:
+        platform.close()
+
+
+def _principal_with_key(platform: Platform, name: str = "alice") -> tuple[str, str]:
+    with IdentityService(platform.engine, actor="test") as ids:
+        ids.create_principal(name, "user")
+    key, record = create_api_key(platform.engine, name, keys=platform.keys)
+    return key, record.prefix
+
+
+def _leak(prefix: str, ip: str = "198.51.100.7") -> SecurityEvent:
+    return SecurityEvent.from_dict({
+        "class": "authentication", "activity": "logon", "outcome": "success",
+        "actor": "alice", "src_ip": ip, "credential_id": prefix, "leaked": True,
+    })
+
+
+def _events(platform: Platform) -> list[SecurityEvent]:
+    return [e.event() for e in platform.audit.entries(0, platform.audit.size())]
+
+
+def _service(platform: Platform, **kw: Any) -> ResponseService:
+    return ResponseService(platform, registry=kw.pop("registry", None), **kw)
+
+
+def test_lease_has_one_holder_expires_and_is_handed_back(engine: Engine) -> None:
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    clock: Callable[[], datetime] = lambda: now[0]  # noqa: E731
+    first = Lease(engine, holder="a", ttl=10, clock=clock)
+    second = Lease(engine, holder="b", ttl=10, clock=clock)
+    assert first.acquire({"state": "active"})
+    assert not second.acquire()
+    now[0] += timedelta(seconds=5)
+    assert first.renew()  # renewing keeps it for another ttl from now
+    now[0] += timedelta(seconds=9)
+    assert not second.acquire()
+    info = read_lease(engine)
+    assert info is not None and info.holder == "a" and info.health == {"state": "active"}
+    now[0] += timedelta(seconds=2)  # a's lease ran out: b may take it, a has lost it
+    assert second.acquire()
+    assert not first.renew()
+    second.release()
+    assert first.acquire()  # handed back: no waiting for expiry
+    info = read_lease(engine)
+    assert info is not None and info.holder == "a"
+
+
+def test_loop_detects_files_and_revokes_by_playbook(
+    open_platform: Callable[..., Platform], home: Path
+) -> None:
+    (home / "playbooks").mkdir()
+    (home / "playbooks" / "revoke.yaml").write_text(REVOKE_PLAYBOOK, encoding="utf-8")
+    platform = open_platform(sinks=[{"kind": "ndjson_file", "target": "siem/ocsf.ndjson"}])
+    _key, prefix = _principal_with_key(platform)
+    registry = CollectorRegistry()
+    service = _service(platform, registry=registry).start()
+    try:
+        assert service.wait_active(30)
+        platform.record(_leak(prefix))
+        keys = ApiKeyService(platform.engine, platform.keys)
+        wait_for(lambda: keys.get(prefix).revoked_at is not None, "the playbook's revocation")
+        incidents = IncidentService(platform.engine)
+        [incident] = incidents.list()
+        assert incident.severity.value == "P1"
+        full = wait_for(lambda: [
+            h for h in incidents.get(incident.id).history if h["action"] == "note"
+        ], "the playbook's note")
+        assert full[0]["note"] == f"revoked {prefix}"
+        out = home / "siem" / "ocsf.ndjson"
+
+        def classes() -> set[int]:
+            if not out.exists():
+                return set()
+            return {json.loads(line)["class_uid"] for line in out.read_text().splitlines()}
+
+        # authentication, the Detection Finding, the Incident Findings, the key's revocation
+        wait_for(lambda: {3002, 2004, 2005} <= classes(), "OCSF lines in the file")
+        status = wait_for(lambda: (s := loop_status(platform.engine))["active"] and all(
+            sub["lag"] == 0 for sub in s["subscribers"]) and s, "the loop to catch up")
+        assert status["holder"] == service.holder
+        assert {s["name"] for s in status["subscribers"]} == {
+            "soar.detect", "soar.playbooks", "soar.siem.ndjson_file"}
+        assert status["playbooks"] == ["revoke-leaked"]
+        text = generate_latest(registry).decode()
+        assert "tsuba_soar_loop_active 1.0" in text
+        assert 'tsuba_soar_incidents_open{severity="P1"} 1.0' in text
+        # The step ledger: a redelivered Incident Finding does not revoke twice.
+        steps = [e for e in _events(platform) if e.event_class is
+                 EventClass.INCIDENT_FINDING and e.attributes.get("action") == "playbook_step"]
+        assert [s.attributes["step"] for s in steps] == ["revoke", "note"]
+        assert steps[0].attributes["approved_by"] == "playbook:revoke-leaked@1 by secops"
+    finally:
+        service.stop()
+    assert not loop_status(platform.engine)["active"]  # handed back on stop
+
+
+def test_a_second_loop_stands_by_until_the_first_stops(
+    open_platform: Callable[..., Platform],
+) -> None:
+    platform = open_platform()
+    first = _service(platform).start()
+    second = _service(platform)
+    try:
+        assert first.wait_active(30)
+        second.start()
+        assert not second.wait_active(3)  # more than a lease period: it really waits
+        assert loop_status(platform.engine)["holder"] == first.holder
+        first.stop()
+        assert second.wait_active(30)
+        assert loop_status(platform.engine)["holder"] == second.holder
+        _key, prefix = _principal_with_key(platform)
+        platform.record(_leak(prefix))
+        incidents = IncidentService(platform.engine)
+        wait_for(incidents.list, "the standby, now active, to file the incident")
+    finally:
+        first.stop()
+        second.stop()
+    assert len(IncidentService(platform.engine).list()) == 1
+
+
+def test_a_failing_sink_and_a_broken_playbook_are_reported_not_dropped(
+    open_platform: Callable[..., Platform], home: Path
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    (home / "playbooks").mkdir()
+    (home / "playbooks" / "broken.yaml").write_text(
+        REVOKE_PLAYBOOK.replace("{alert.group.credential_id}", "{alert.group.nothing}"),
+        encoding="utf-8")
+    platform = open_platform(sinks=[{"kind": "cef_syslog", "target": f"127.0.0.1:{dead_port}",
+                                     "name": "down"}])
+    _key, prefix = _principal_with_key(platform)
+    service = _service(platform).start()
+    try:
+        assert service.wait_active(30)
+        platform.record(_leak(prefix))
+        [incident] = wait_for(IncidentService(platform.engine).list, "the incident")
+        status = wait_for(lambda: (s := loop_status(platform.engine))["errors"].keys() >= {
+            "soar.siem.down", "soar.playbooks"} and s, "the errors in the loop's status")
+        assert "syslog tcp://127.0.0.1" in status["errors"]["soar.siem.down"]["last_error"]
+        assert "alert.group.nothing" in status["errors"]["soar.playbooks"]["last_error"]
+        history = wait_for(lambda: [
+            h for h in IncidentService(platform.engine).get(incident.id).history
+            if "a person must act" in (h["note"] or "")], "the escalation note")
+        assert history[0]["note"].startswith(f"playbook revoke-leaked cannot run on incident "
+                                             f"{incident.id}")
+        assert ApiKeyService(platform.engine, platform.keys).get(prefix).revoked_at is None
+        errors = [e for e in _events(platform)
+                  if e.attributes.get("action") == "playbook_error"]
+        assert errors and errors[0].severity.name == "HIGH"
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize(("soar", "files", "message"), [
+    ({"rules": ["missing.yaml"]}, {}, "soar.rules: rule file"),
+    ({"builtin_rules": False, "rules": []}, {}, "no detection rules"),
+    ({}, {"playbooks/bad.yaml": "id: x\ntitle: t\nsteps: []\n"}, "soar.playbooks_dir"),
+    ({}, {"playbooks/a.yaml": REVOKE_PLAYBOOK, "playbooks/b.yml": REVOKE_PLAYBOOK},
+     "appears twice"),
+    ({"sinks": [{"kind": "syslog", "target": "no-port"}]}, {}, "must be host:port"),
+    ({"sinks": [{"kind": "ocsf_http", "target": "ftp://x"}]}, {}, "http(s) URL"),
+    ({"sinks": [{"kind": "splunk_hec", "target": "https://hec.example/services"}]}, {},
+     "HEC token"),
+])
+def test_bad_configuration_stops_the_loop_before_it_starts(
+    open_platform: Callable[..., Platform], home: Path, soar: dict[str, Any],
+    files: dict[str, str], message: str,
+) -> None:
+    for name, text in files.items():
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text(text, encoding="utf-8")
+    platform = open_platform(**soar)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ResponseService(platform, registry=None)
