@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
 
 from tsuba.cli.common import HomeOption, err, out, settings
 from tsuba.cli.init import record_created_keys
-from tsuba.core.config import load_settings
+from tsuba.core.config import Settings, load_settings
 from tsuba.core.home import ensure_home
 from tsuba.core.platform import Platform
 from tsuba.core.storage import open_engine, upgrade
@@ -23,6 +23,9 @@ from tsuba.gateway.demo import (
     ensure_demo_principal,
 )
 from tsuba.gateway.serving import PROTOCOL
+
+if TYPE_CHECKING:
+    from tsuba.soar.service import ResponseService
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +46,8 @@ def up(
         ),
     ] = False,
 ) -> None:
-    """Start the server: inference gateway, health, readiness, /metrics, audit API."""
+    """Start the server: inference gateway, health, readiness, /metrics, audit API, and the
+    response loop (detections, incidents, playbooks, SIEM export) unless soar.enabled is off."""
     cfg = settings(home)
     result = ensure_home(cfg)
     if result.created:
@@ -79,8 +83,11 @@ def up(
         with Platform.open(cfg) as platform:
             access = ensure_demo_principal(platform)
         out.print(demo_instructions(base_url, access.key), highlight=False, markup=False)
-    err.print(f"tsuba serving on http://{_url_host(bind_host)}:{bind_port}", highlight=False)
+    loop: ResponseService | None = None
     try:
+        loop = _start_response_loop(cfg) if cfg.soar.enabled else None
+        err.print(f"tsuba serving on http://{_url_host(bind_host)}:{bind_port}",
+                  highlight=False)
         uvicorn.run(
             "tsuba.gateway.app:app_from_env",
             factory=True,
@@ -96,8 +103,27 @@ def up(
             access_log=cfg.log_level == "debug",
         )
     finally:
+        if loop is not None:
+            loop.stop()
+            loop.platform.close()
         if demo_server is not None:
             demo_server.stop()
+
+
+def _start_response_loop(cfg: Settings) -> ResponseService:
+    """The loop runs in this (parent) process, once whatever the number of workers; a bad
+    rule file, playbook or sink stops the start here, before anything is served."""
+    from tsuba.soar.service import ResponseService  # noqa: PLC0415 - only for `up`
+
+    platform = Platform.open(cfg)
+    try:
+        loop = ResponseService(platform).start()
+    except BaseException:
+        platform.close()
+        raise
+    err.print(f"response loop {loop.holder}: active once it holds the lease (one per database)",
+              highlight=False)
+    return loop
 
 
 def _start_demo() -> DemoServer:
