@@ -477,3 +477,52 @@ def metrics_cmd(
     with Platform.open(cfg) as platform:
         metrics = compute_metrics(platform.engine, since=start)
     emit(metrics.to_dict(), fmt)
+
+
+@app.command("serve")
+def serve_cmd(home: HomeOption = None) -> None:
+    """Run the response loop alone, without the HTTP server, until interrupted: detection,
+    incidents, playbooks, SLA escalation, SIEM export (standby while another loop runs)."""
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    from tsuba.cli.common import err  # noqa: PLC0415
+    from tsuba.soar.service import ResponseService  # noqa: PLC0415
+
+    cfg = settings(home)
+    if not cfg.soar.enabled:
+        raise InputError("soar.enabled is false in the configuration: enable it to serve the "
+                         "response loop")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with Platform.open(cfg) as platform:
+        service = ResponseService(platform, registry=None).start()
+        err.print(f"response loop {service.holder}: active once it holds the lease (one per "
+                  "database); Ctrl-C stops it", highlight=False)
+        try:
+            while not stop.wait(1.0):
+                pass
+        finally:
+            service.stop()
+
+
+@app.command("status")
+def status_cmd(home: HomeOption = None, fmt: FormatOption = Format.text) -> None:
+    """The response loop: lease holder, subscriber lag, sinks, last errors; exit 1 when no
+    loop holds the lease."""
+    from tsuba.soar.service import loop_status  # noqa: PLC0415
+
+    cfg = settings(home)
+    with Platform.open(cfg) as platform:
+        data = loop_status(platform.engine)
+    if fmt is Format.json:
+        emit_json(data)
+    else:
+        emit({k: data[k] for k in ("active", "state", "holder", "renewed_at", "expires_at",
+                                   "head", "rules", "playbooks")}, fmt)
+        emit(data["subscribers"], fmt, columns=["name", "position", "lag", "dead_letters",
+                                                "errors", "last_error"], title="subscribers")
+        emit(data["sinks"], fmt, columns=["name", "kind", "target"], title="sinks")
+    if not data["active"]:
+        raise typer.Exit(1)
