@@ -29,6 +29,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 
 from tsuba.core.errors import ConfigError
+from tsuba.soar.actions import SmtpConfig  # pydantic-only: cheap to load
 
 CONFIG_FILE = "tsuba.toml"
 DEFAULT_HOME = Path(".tsuba")
@@ -404,6 +405,7 @@ class SoarSettings(_Section):
     ingest_enabled: bool = True  # POST /v1/soar/ingest/{falco,trivy}
     ingest_max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
     trivy_min_severity: Literal["low", "medium", "high", "critical"] = "high"
+    smtp: SmtpConfig | None = None  # where the playbooks' email action sends from
 
     @field_validator("respond_within_seconds")
     @classmethod
