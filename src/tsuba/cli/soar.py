@@ -29,11 +29,11 @@ from tsuba.cli.detect import (
     select_rules,
 )
 from tsuba.cli.principal import local_actor
-from tsuba.core.errors import ConflictError, InputError
+from tsuba.core.errors import InputError
 from tsuba.core.events import SecurityEvent, Severity
 from tsuba.core.identity import parse_duration, parse_instant
 from tsuba.core.platform import Platform
-from tsuba.gateway.auth import ApiKeyService
+from tsuba.soar.actions import builtin_actions
 from tsuba.soar.external import falco_alerts, trivy_alert
 from tsuba.soar.incidents import (
     ACTIVE,
@@ -44,14 +44,7 @@ from tsuba.soar.incidents import (
     State,
 )
 from tsuba.soar.metrics import compute_metrics
-from tsuba.soar.playbooks import (
-    FunctionAction,
-    PlaybookRunner,
-    load_playbook,
-    note_action,
-    to_cacao,
-    webhook_action,
-)
+from tsuba.soar.playbooks import PlaybookRunner, load_playbook, to_cacao
 from tsuba.soar.rules import Alert
 from tsuba.soar.rules.jsonl import read_events
 from tsuba.soar.rules.spec import yaml_problem
@@ -380,25 +373,6 @@ playbook_app = typer.Typer(
 app.add_typer(playbook_app, name="playbook")
 
 
-def _revoke_action(platform: Platform) -> FunctionAction:
-    """Revoke an API key; one already revoked counts as done (the step is idempotent)."""
-    service = ApiKeyService(platform.engine, platform.keys,
-                            pepper_key=platform.settings.gateway.auth.pepper_key,
-                            emit=platform.record, actor=local_actor())
-
-    def revoke(params: dict[str, Any]) -> str:
-        prefix = params.get("prefix")
-        if not isinstance(prefix, str) or not prefix:
-            raise InputError("revoke_api_key needs a 'prefix'")
-        try:
-            service.revoke(prefix)
-        except ConflictError:
-            return f"API key {prefix} was already revoked"
-        return f"API key {prefix} revoked"
-
-    return FunctionAction(revoke, destructive=True)
-
-
 @playbook_app.command("run")
 def playbook_run_cmd(
     playbook: Annotated[Path, typer.Argument(help="Playbook YAML (or CACAO v2.0 JSON).")],
@@ -418,9 +392,9 @@ def playbook_run_cmd(
     cfg = settings(home)
     with Platform.open(cfg) as platform:
         svc = IncidentService(platform.engine, emit=platform.record, actor=local_actor())
-        actions = {"incident_note": note_action(svc), "webhook": webhook_action(),
-                   "revoke_api_key": _revoke_action(platform)}
-        runner = PlaybookRunner(svc, actions, emit=platform.record)
+        smtp = getattr(platform.settings.soar, "smtp", None)
+        runner = PlaybookRunner(svc, builtin_actions(platform, svc, smtp=smtp),
+                                emit=platform.record)
         results = runner.run(spec, incident, dry_run=dry_run, approved_by=approved_by)
     rows = [r.to_dict() for r in results]
     if fmt is Format.json:
