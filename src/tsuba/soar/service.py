@@ -42,15 +42,7 @@ from tsuba.core.platform import Platform
 from tsuba.soar.incidents import IncidentPolicy, IncidentService, Priority
 from tsuba.soar.lease import LOOP, Lease, LeaseInfo, read_lease
 from tsuba.soar.metrics import register_metrics
-from tsuba.soar.playbooks import (
-    Action,
-    FunctionAction,
-    PlaybookRunner,
-    PlaybookSpec,
-    load_playbook,
-    note_action,
-    webhook_action,
-)
+from tsuba.soar.playbooks import Action, PlaybookRunner, PlaybookSpec, load_playbook
 from tsuba.soar.rules import Alert, DetectionEngine, Rule, builtin_rules, load_rules
 from tsuba.soar.siem.formats import ecs, ecs_bulk, splunk_hec
 from tsuba.soar.siem.sinks import (
@@ -182,28 +174,6 @@ def build_sink(cfg: SiemSinkSettings, home: Path) -> tuple[Sink, Encoder]:
                          timeout=cfg.timeout_seconds),
                 lambda e: ecs_bulk([e], index))
     return HttpSink(cfg.target, headers=headers, timeout=cfg.timeout_seconds), ENCODERS["ocsf"]
-
-
-def default_actions(platform: Platform, incidents: IncidentService) -> dict[str, Action]:
-    """Incident notes, webhooks and API key revocation, acting as the loop's actor."""
-    from tsuba.gateway.auth import ApiKeyService  # noqa: PLC0415 - only when playbooks run
-
-    keys = ApiKeyService(platform.engine, platform.keys,
-                         pepper_key=platform.settings.gateway.auth.pepper_key,
-                         emit=platform.record, actor=incidents.actor)
-
-    def revoke(params: dict[str, Any]) -> str:
-        prefix = params.get("prefix")
-        if not isinstance(prefix, str) or not prefix:
-            raise InputError("revoke_api_key needs a 'prefix'")
-        try:
-            keys.revoke(prefix)
-        except ConflictError:
-            return f"API key {prefix} was already revoked"
-        return f"API key {prefix} revoked"
-
-    return {"incident_note": note_action(incidents), "webhook": webhook_action(),
-            "revoke_api_key": FunctionAction(revoke, destructive=True)}
 
 
 # -- health ----------------------------------------------------------------------------------
@@ -418,6 +388,16 @@ class ResponseService:
         self._next_sla = 0.0
         self.incidents = IncidentService(platform.engine, emit=platform.record,
                                          actor=self.settings.actor, policy=self.policy)
+        self.actions = self._actions()
+        for playbook in self.playbooks:
+            unknown = sorted({s.action for s in playbook.steps} - set(self.actions))
+            if unknown:
+                raise ConfigError(f"config error: soar.playbooks_dir: playbook {playbook.id!r} "
+                                  f"uses unknown action(s) {', '.join(unknown)} (known: "
+                                  f"{', '.join(sorted(self.actions))})")
+            if self.settings.smtp is None and any(s.action == "email" for s in playbook.steps):
+                raise ConfigError(f"config error: soar.smtp: playbook {playbook.id!r} sends "
+                                  "e-mail: configure soar.smtp")
 
     @property
     def holder(self) -> str:
@@ -492,7 +472,7 @@ class ResponseService:
         bus = Bus(platform.engine, poll_interval=self.poll_interval)
         detect = DetectHandler(DetectionEngine(self.rules), self.incidents, platform.record)
         bus.subscribe(DETECT, _Tracked(DETECT, detect, self.health), start="latest")
-        runner = _AlertRunner(self.incidents, self._actions(), emit=platform.record)
+        runner = _AlertRunner(self.incidents, self.actions, emit=platform.record)
         handler = PlaybookHandler(runner, self.playbooks, platform.record, self.health)
         bus.subscribe(PLAYBOOKS, _Tracked(PLAYBOOKS, handler, self.health),
                       classes=[EventClass.INCIDENT_FINDING], start="latest")
@@ -521,7 +501,9 @@ class ResponseService:
         self._sinks = []
 
     def _actions(self) -> Mapping[str, Action]:
-        return default_actions(self.platform, self.incidents)
+        from tsuba.soar.actions import builtin_actions  # noqa: PLC0415 - loads the services
+
+        return builtin_actions(self.platform, self.incidents, smtp=self.settings.smtp)
 
     def _sla_tick(self) -> None:
         now = time.monotonic()
