@@ -1,13 +1,16 @@
 """Content guards on the request path: a protocol, a configured chain, the word guard.
 
 A guard looks at text and reports findings, each with a verdict: allow, flag (let it
-through, record it), redact (replace the span) or block.  The chain runs every guard that
+through, record it), pseudonymize (replace the span with a placeholder that the answer gets
+back as the real value), redact (replace the span) or block.  The chain runs every guard that
 applies to a route, a model and a stage (input or output), applies redactions and takes the
 strictest verdict.  A guard that fails blocks: content is never let through unchecked.
 
 Guards declare ``max_match``, the longest text one finding can span, so the streaming path
 knows how much to hold back: text is released only once no finding could still grow into it.
 Content guards (PII, secrets, prompt injection) register a kind with ``register_kind``.
+Guards that keep state across requests (conversation risk) also implement ``converse``, which
+the chain calls once per request with the newest user message and the conversation's keys.
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import Any, Literal, Protocol
 
 from tsuba.core.config import GuardSettings
-from tsuba.core.errors import ConfigError, InputError
+from tsuba.core.errors import ConfigError, InputError, StorageError
 
 Stage = Literal["input", "output"]
-Action = Literal["block", "redact", "flag"]
+Action = Literal["block", "redact", "flag", "pseudonymize"]
+# (entity type, value) -> the conversation's placeholder for it (from the mapping store).
+Assign = Callable[[str, str], str]
 
 
 class Verdict(IntEnum):
@@ -31,8 +36,9 @@ class Verdict(IntEnum):
 
     ALLOW = 0
     FLAG = 1
-    REDACT = 2
-    BLOCK = 3
+    PSEUDONYMIZE = 2
+    REDACT = 3
+    BLOCK = 4
 
     @property
     def label(self) -> str:
@@ -47,6 +53,7 @@ class Finding:
     start: int = 0  # span in the inspected text
     end: int = 0
     replacement: str = "[REDACTED]"
+    entity_type: str = ""  # what a pseudonymize finding is numbered as (<TYPE_n>)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +74,23 @@ class Guard(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """Whose conversation a request belongs to: non-secret, stable keys."""
+
+    session: str
+    principal: str
+
+
+class ConversationGuard(Guard, Protocol):
+    def converse(self, text: str, conversation: Conversation) -> list[Finding]:
+        """Findings for the newest user message read with its conversation (may do I/O).
+
+        A store that cannot be reached raises StorageError: the request is refused.
+        """
+        ...
+
+
 GuardFactory = Callable[[GuardSettings], Guard]
 _KINDS: dict[str, GuardFactory] = {}
 
@@ -77,7 +101,12 @@ def register_kind(kind: str, factory: GuardFactory) -> None:
 
 
 def _verdict_of(action: Action) -> Verdict:
-    return {"block": Verdict.BLOCK, "redact": Verdict.REDACT, "flag": Verdict.FLAG}[action]
+    return {
+        "block": Verdict.BLOCK,
+        "redact": Verdict.REDACT,
+        "flag": Verdict.FLAG,
+        "pseudonymize": Verdict.PSEUDONYMIZE,
+    }[action]
 
 
 class WordGuard:
@@ -163,6 +192,35 @@ class GuardChain:
     def __bool__(self) -> bool:
         return bool(self.guards)
 
+    @property
+    def pseudonymizes(self) -> bool:
+        return any(g.action == "pseudonymize" for g in self.guards)
+
+    @property
+    def converses(self) -> bool:
+        return any(callable(getattr(g, "converse", None)) for g in self.guards)
+
+    def converse(self, text: str, conversation: Conversation) -> list[Finding]:
+        """Run the conversation-aware guards; StorageError propagates (fail closed)."""
+        found: list[Finding] = []
+        for guard in self.guards:
+            converse = getattr(guard, "converse", None)
+            if not callable(converse):
+                continue
+            try:
+                found.extend(converse(text, conversation))
+            except StorageError:
+                raise
+            except Exception as exc:  # a broken guard blocks: never pass content unchecked
+                found.append(
+                    Finding(
+                        guard.name,
+                        Verdict.BLOCK,
+                        f"guard failed ({type(exc).__name__}); content refused",
+                    )
+                )
+        return found
+
     def findings(self, text: str) -> list[Finding]:
         found: list[Finding] = []
         for guard in self.guards:
@@ -178,15 +236,30 @@ class GuardChain:
                 )
         return found
 
-    def run(self, text: str) -> ChainResult:
+    def run(self, text: str, assign: Assign | None = None) -> ChainResult:
+        """Inspect ``text`` and apply redactions and pseudonyms unless something blocks.
+
+        Pseudonymize findings get their placeholder from ``assign``; without one (a path
+        that cannot restore values) they are redacted as ``<TYPE>``, so the value never
+        passes.  A mapping store failing raises StorageError: nothing is forwarded.
+        """
         if not self.guards or not text:
             return ChainResult(Verdict.ALLOW, text, _ALLOW_EMPTY)
         found = self.findings(text)
         if not found:
             return ChainResult(Verdict.ALLOW, text, _ALLOW_EMPTY)
         verdict = max(f.verdict for f in found)
-        if verdict is Verdict.REDACT:
-            text = redact(text, [f for f in found if f.verdict is Verdict.REDACT])
+        if verdict is not Verdict.BLOCK:
+            edits = [f for f in found if f.verdict in (Verdict.REDACT, Verdict.PSEUDONYMIZE)]
+            if assign is not None:
+                edits = [
+                    replace(f, replacement=assign(f.entity_type, text[f.start : f.end]))
+                    if f.verdict is Verdict.PSEUDONYMIZE and f.entity_type
+                    else f
+                    for f in edits
+                ]
+            if edits:
+                text = redact(text, edits)
         return ChainResult(verdict, text, tuple(found))
 
 

@@ -31,13 +31,21 @@ from tsuba.core import errors as e
 from tsuba.core.config import ModelSettings
 from tsuba.gateway import inference_metrics as m
 from tsuba.gateway import metrics as http_metrics
+from tsuba.gateway.content_guards import PseudonymScope, conversation_for, last_user_text
 from tsuba.gateway.context import Admission, AuthRequest, Identity
 from tsuba.gateway.errors import status_for
-from tsuba.gateway.guards import ContentBlocked, GuardChain
+from tsuba.gateway.guards import ContentBlocked, Conversation, GuardChain, Verdict
 from tsuba.gateway.pipeline import Exchange, Gateway
 from tsuba.gateway.sessions import HEADER as SESSION_HEADER
 from tsuba.gateway.sessions import Session
-from tsuba.gateway.streaming import DONE, GuardedStream, SseSplitter, event_data, frame
+from tsuba.gateway.streaming import (
+    DONE,
+    GuardedStream,
+    SseSplitter,
+    StreamRestoration,
+    event_data,
+    frame,
+)
 from tsuba.gateway.upstreams import Upstream, UpstreamStream, upstream_error
 from tsuba.gateway.validation import (
     ROUTE_ADAPTERS,
@@ -284,24 +292,39 @@ async def _front(
 
 
 def _guard_input(
-    gw: Gateway, ex: Exchange, route: str, body: dict[str, Any], chain: GuardChain
+    gw: Gateway,
+    ex: Exchange,
+    route: str,
+    body: dict[str, Any],
+    chain: GuardChain,
+    *,
+    scope: PseudonymScope | None = None,
+    conversation: Conversation | None = None,
 ) -> None:
+    """Input guards; with a pseudonym scope or a conversation it does I/O (run in a thread)."""
+    assign = scope.assign if scope is not None else None
     if route == "chat":
+        if conversation is not None:
+            found = chain.converse(last_user_text(body["messages"]), conversation)
+            if found:
+                ex.note_guard("input", found)
+                if any(f.verdict is Verdict.BLOCK for f in found):
+                    raise ContentBlocked("input", found)
         for msg in body["messages"]:
             content = msg.get("content")
             if isinstance(content, str):
-                msg["content"] = gw.guard_text(ex, chain, content)
+                msg["content"] = gw.guard_text(ex, chain, content, assign)
             elif isinstance(content, list):
                 for part in content:
                     if isinstance(part.get("text"), str):
-                        part["text"] = gw.guard_text(ex, chain, part["text"])
+                        part["text"] = gw.guard_text(ex, chain, part["text"], assign)
         return
     key = "prompt" if route == "completions" else "input"
     value = body.get(key)
     if isinstance(value, str):
-        body[key] = gw.guard_text(ex, chain, value)
+        body[key] = gw.guard_text(ex, chain, value, assign)
     elif isinstance(value, list) and value and isinstance(value[0], str):
-        body[key] = [gw.guard_text(ex, chain, v) for v in value]
+        body[key] = [gw.guard_text(ex, chain, v, assign) for v in value]
 
 
 def _guard_output(
@@ -371,6 +394,7 @@ class Call:
     client_model: str
     session: Session | None = None
     sent_messages: list[dict[str, Any]] = field(default_factory=list)
+    pseudonyms: PseudonymScope | None = None
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         headers = _response_headers(self.ex, self.admission)
@@ -417,8 +441,22 @@ async def _prepare(gw: Gateway, ex: Exchange, scope: Scope, receive: Receive) ->
         ex, identity, model, reserved, gw.cost(model, prompt, reserved - prompt)
     )
     chain_in = gw.chain(route, model, "input")
+    pseudonyms: PseudonymScope | None = None
     if chain_in and route != "predict":
-        _guard_input(gw, ex, route, body, chain_in)
+        if chain_in.pseudonymizes and gw.pseudonyms is not None:
+            pseudonyms = gw.pseudonyms.scope(session.id if session else None, ex.correlation_id)
+        conversation = None
+        if route == "chat" and chain_in.converses:
+            conversation = conversation_for(
+                identity.principal, session.id if session else None, body["messages"]
+            )
+        if pseudonyms is not None or conversation is not None:  # stores are read and written
+            await asyncio.to_thread(
+                _guard_input, gw, ex, route, body, chain_in, scope=pseudonyms,
+                conversation=conversation,
+            )
+        else:
+            _guard_input(gw, ex, route, body, chain_in)
     sent: list[dict[str, Any]] = []
     if session is not None:
         sent = list(body["messages"])
@@ -432,7 +470,7 @@ async def _prepare(gw: Gateway, ex: Exchange, scope: Scope, receive: Receive) ->
     upstream = gw.upstream(cfg)
     ex.upstream = upstream.name
     return Call(gw, ex, identity, cfg, upstream, path, body, admission,
-                reserved if route != "predict" else 0, model, session, sent)
+                reserved if route != "predict" else 0, model, session, sent, pseudonyms)
 
 
 async def _unary(call: Call, send: Send) -> None:
@@ -462,8 +500,32 @@ async def _unary(call: Call, send: Send) -> None:
     out = orjson.dumps(result) if changed else reply.body
     await call.save_session(_first_message(result))
     await _io_log(call, out)
+    out = await _restore(call, result, out)
     await _record_or_fail(gw, ex)
     await _send_json(send, 200, out, call.headers())
+
+
+async def _restore(call: Call, result: dict[str, Any], out: bytes) -> bytes:
+    """Real values back into the answer, after output guards, session and I/O log saw the
+    model's own text; an unknown placeholder stays and is flagged."""
+    scope = call.pseudonyms
+    if scope is None:
+        return out
+    if call.ex.route not in ("chat", "completions"):  # embeddings: nothing to restore
+        await _end_scope(scope)
+        return out
+    await asyncio.to_thread(scope.load)
+    changed = scope.restore_result(result, call.ex.route)
+    call.ex.note_guard("output", scope.findings())
+    await _end_scope(scope)
+    return orjson.dumps(result) if changed else out
+
+
+async def _end_scope(scope: PseudonymScope) -> None:
+    try:
+        await asyncio.to_thread(scope.end)
+    except e.TsubaError as exc:  # the mapping expires on its own
+        log.warning("could not drop a request's pseudonym mapping: %s", exc.message)
 
 
 def _first_message(result: dict[str, Any]) -> dict[str, Any] | None:
@@ -526,7 +588,8 @@ class StreamRelay:
             self.guarded.text_key = "text"
         self.io_log = call.gw.route(ex.route).io_log
         self.collect = call.session is not None or self.io_log
-        self.fast = self.guarded is None and not self.collect
+        self.restoration: StreamRestoration | None = None
+        self.fast = self.guarded is None and not self.collect and call.pseudonyms is None
         self.texts: dict[int, list[str]] = {}
         self.usage: Any = None
         self.watcher: asyncio.Future[None] | None = None
@@ -541,6 +604,9 @@ class StreamRelay:
             if resp.status_code != 200:
                 data = await resp.read(_MAX_UPSTREAM_ERROR)
                 raise upstream_error(upstream.name, resp.status_code, data, resp.headers)
+            if call.pseudonyms is not None:  # before the answer starts: a failure is a 503
+                mapping = await asyncio.to_thread(call.pseudonyms.load)
+                self.restoration = StreamRestoration(mapping, ex.route)
             await self.send({"type": "http.response.start", "status": 200,
                              "headers": [*_SSE, *call.headers()]})
             self.watcher = asyncio.ensure_future(_watch_disconnect(self.receive))
@@ -553,10 +619,15 @@ class StreamRelay:
             finally:
                 if self.guarded is not None:
                     ex.note_guard("output", self.guarded.findings)
+                if self.restoration is not None and call.pseudonyms is not None:
+                    call.pseudonyms.unknown.extend(self.restoration.unknown)
+                    ex.note_guard("output", call.pseudonyms.findings())
                 self.watcher.cancel()
         ex.upstream_seconds = time.perf_counter() - ex.started
         m.UPSTREAM_LATENCY.labels(upstream.name).observe(ex.upstream_seconds)
         await _settle(call.gw, ex, _usage(ex, self.usage, call.client_model), call.reserved)
+        if call.pseudonyms is not None:
+            await _end_scope(call.pseudonyms)
         if gone:
             raise ClientGone
         if failure is not None:
@@ -593,6 +664,9 @@ class StreamRelay:
     async def _flush(self) -> None:
         if self.guarded is not None:
             await self._emit_chunks(self.guarded.finish())
+        if self.restoration is not None:
+            for chunk in self.restoration.finish():
+                await self._emit(orjson.dumps(chunk))
 
     async def _emit(self, payload: bytes) -> None:
         if self.watcher is not None and self.watcher.done():
@@ -607,9 +681,10 @@ class StreamRelay:
         for chunk in chunks:
             if not self.client_usage and not chunk.get("choices") and chunk.get("usage"):
                 continue
-            if self.collect:
+            if self.collect:  # the session and I/O log keep the model's text, placeholders in
                 _collect(self.texts, chunk, self.call.ex.route)
-            await self._emit(orjson.dumps(chunk))
+            restored = chunk if self.restoration is None else self.restoration.feed(chunk)
+            await self._emit(orjson.dumps(restored))
 
     async def _end(self, payload: bytes) -> None:
         await self.send({"type": "http.response.body", "body": frame(payload), "more_body": False})

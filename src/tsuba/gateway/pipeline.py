@@ -27,7 +27,7 @@ from tsuba.core.errors import (
 from tsuba.core.events import EventClass, Outcome, SecurityEvent, Severity, new_event_id
 from tsuba.core.identity import Authorizer
 from tsuba.core.platform import Platform
-from tsuba.gateway import content_guards  # noqa: F401 -- registers pii, secrets, injection, leaks
+from tsuba.gateway import content_guards  # also registers pii, secrets, injection, leaks
 from tsuba.gateway import inference_metrics as m
 from tsuba.gateway.context import (
     Admission,
@@ -37,7 +37,14 @@ from tsuba.gateway.context import (
     Limiter,
     LimitRequest,
 )
-from tsuba.gateway.guards import ContentBlocked, Finding, GuardChain, GuardRegistry, Verdict
+from tsuba.gateway.guards import (
+    Assign,
+    ContentBlocked,
+    Finding,
+    GuardChain,
+    GuardRegistry,
+    Verdict,
+)
 from tsuba.gateway.io_log import IoLog
 from tsuba.gateway.recorder import EventRecorder
 from tsuba.gateway.sessions import SessionStore
@@ -271,6 +278,10 @@ class Gateway:
         self.routes: dict[str, RouteSettings] = {str(k): v for k, v in gw.routes.items()}
         self.upstreams = UpstreamPool(settings, platform.keys)
         self.guards = GuardRegistry(gw.guards)
+        # The mapping of pseudonymize guards, shared by all workers; expires with sessions.
+        self.pseudonyms = content_guards.build_pseudonyms(
+            gw.guards, platform, gw.sessions.ttl_seconds
+        )
         self._owned: list[object] = []
         if authenticator is None:
             authenticator = default_authenticator(platform)
@@ -384,9 +395,11 @@ class Gateway:
     def chain(self, route: str, model: str, stage: str) -> GuardChain:
         return self.guards.chain(route, model, "input" if stage == "input" else "output")
 
-    def guard_text(self, ex: Exchange, chain: GuardChain, text: str) -> str:
+    def guard_text(
+        self, ex: Exchange, chain: GuardChain, text: str, assign: Assign | None = None
+    ) -> str:
         """Run ``chain`` on one text: ContentBlocked on block, the redacted text otherwise."""
-        result = chain.run(text)
+        result = chain.run(text, assign)
         if result.findings:
             ex.note_guard(chain.stage, result.findings)
             if result.verdict is Verdict.BLOCK:

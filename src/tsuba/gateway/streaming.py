@@ -7,14 +7,20 @@ the text before to catch a match across the boundary) and releases everything ex
 last ``max_match - 1`` characters, which a match still arriving could extend.  Text a guard
 blocks therefore never reaches the client, not even a prefix of it, while the first token
 waits only for one window.  Released text is re-framed as chunks shaped like the upstream's.
+With pseudonymization, :class:`StreamRestoration` then puts the real values back into what
+the guards released, so the guards judge the model's own text (see ``content_guards``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from tsuba.gateway.guards import ContentBlocked, Finding, GuardChain, Verdict, redact
+from tsuba.guards.anonymize import StreamRestorer
 
 DONE = b"[DONE]"
 
@@ -179,3 +185,130 @@ class GuardedStream:
 
 def _without(data: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k != key}
+
+
+class StreamRestoration:
+    """Puts pseudonymized values back into a stream's chunks, after the output guards.
+
+    Each choice's text, and each tool call's arguments, get their own
+    :class:`~tsuba.guards.anonymize.StreamRestorer`, so a placeholder cut across chunks is
+    restored whole and only a possible placeholder prefix is ever held back.  Held text is
+    released with the choice's ``finish_reason`` or, at the latest, by :meth:`finish`.
+    Arguments are JSON text: values go into them JSON-escaped.
+    """
+
+    def __init__(self, mapping: Mapping[str, str], route: str) -> None:
+        self.mapping = dict(mapping)
+        self.text_key = "text" if route == "completions" else "content"
+        self._text: dict[int, StreamRestorer] = {}
+        self._args: dict[tuple[int, int], StreamRestorer] = {}
+        self._template: dict[str, Any] = {"object": "chat.completion.chunk"}
+
+    @property
+    def unknown(self) -> list[str]:
+        """Placeholder-shaped tokens without a value (expired, or made up by the model)."""
+        return [t for r in (*self._text.values(), *self._args.values()) for t in r.unknown]
+
+    def feed(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        for key in _TEMPLATE_KEYS:
+            if key in chunk:
+                self._template[key] = chunk[key]
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return chunk
+        out = []
+        for c in choices:
+            out.append(self._choice(c) if isinstance(c, dict) else c)
+        return {**chunk, "choices": out}
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Chunks with whatever is still held (the stream ended without a finish_reason)."""
+        out: list[dict[str, Any]] = []
+        for index, restorer in self._text.items():
+            rest = restorer.flush()
+            if rest:
+                out.append(self._text_chunk(index, rest))
+        for (index, call), restorer in self._args.items():
+            rest = restorer.flush()
+            if rest:
+                delta = {"tool_calls": [{"index": call, "function": {"arguments": rest}}]}
+                out.append({**self._template,
+                            "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+        return out
+
+    def _restorer(self, index: int) -> StreamRestorer:
+        found = self._text.get(index)
+        if found is None:
+            found = self._text[index] = StreamRestorer(self.mapping)
+        return found
+
+    def _choice(self, c: dict[str, Any]) -> dict[str, Any]:
+        index = c.get("index", 0)
+        index = index if isinstance(index, int) else 0
+        done = c.get("finish_reason") is not None
+        c = dict(c)
+        if self.text_key == "text":
+            text = c.get("text")
+            if isinstance(text, str) or done:
+                c["text"] = self._release(index, text if isinstance(text, str) else "", done)
+            return c
+        delta = c.get("delta")
+        if not isinstance(delta, dict):
+            if done and index in self._text:
+                rest = self._text[index].flush()
+                if rest:
+                    c["delta"] = {"content": rest}
+            return c
+        delta = dict(delta)
+        text = delta.get("content")
+        if isinstance(text, str) or (done and index in self._text):
+            delta["content"] = self._release(index, text if isinstance(text, str) else "", done)
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            delta["tool_calls"] = [self._call(index, call, done) for call in calls]
+        if done:
+            delta = self._flush_calls(index, delta)
+        c["delta"] = delta
+        return c
+
+    def _release(self, index: int, text: str, done: bool) -> str:
+        restorer = self._restorer(index)
+        out = restorer.feed(text)
+        return out + restorer.flush() if done else out
+
+    def _call(self, index: int, call: Any, done: bool) -> Any:
+        if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+            return call
+        fn = call["function"]
+        args = fn.get("arguments")
+        if not isinstance(args, str):
+            return call
+        number = call.get("index", 0)
+        key = (index, number if isinstance(number, int) else 0)
+        restorer = self._args.get(key)
+        if restorer is None:
+            restorer = self._args[key] = StreamRestorer(self.mapping, escape=_json_escape)
+        return {**call, "function": {**fn, "arguments": restorer.feed(args)}}
+
+    def _flush_calls(self, index: int, delta: dict[str, Any]) -> dict[str, Any]:
+        tails = []
+        for (choice, number), restorer in self._args.items():
+            if choice == index:
+                rest = restorer.flush()
+                if rest:
+                    tails.append({"index": number, "function": {"arguments": rest}})
+        if tails:
+            delta["tool_calls"] = [*(delta.get("tool_calls") or []), *tails]
+        return delta
+
+    def _text_chunk(self, index: int, text: str) -> dict[str, Any]:
+        if self.text_key == "text":
+            choice: dict[str, Any] = {"index": index, "text": text, "finish_reason": None,
+                                      "logprobs": None}
+        else:
+            choice = {"index": index, "delta": {"content": text}, "finish_reason": None}
+        return {**self._template, "choices": [choice]}
+
+
+def _json_escape(value: str) -> str:
+    return orjson.dumps(value).decode()[1:-1]

@@ -269,6 +269,7 @@ class RiskState:
     principal_risk: float  # in [0, 1]
     turns: int
     suspicious_turns: int
+    alone_score: float = 0.0  # the message without the tail
 
     @property
     def risk(self) -> float:
@@ -367,6 +368,7 @@ class ConversationRisk:
             principal_risk=principal_risk,
             turns=sess.turns,
             suspicious_turns=sess.suspicious_turns,
+            alone_score=alone,
         )
 
     def peek(self, session: str | None = None, principal: str | None = None) -> float:
