@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -84,6 +85,9 @@ def up(
             access = ensure_demo_principal(platform)
         out.print(demo_instructions(base_url, access.key), highlight=False, markup=False)
     loop: ResponseService | None = None
+    # uvicorn re-raises SIGTERM once it has shut down; exiting through Python instead of the
+    # default action lets the response loop hand its lease back to a standby at once.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         loop = _start_response_loop(cfg) if cfg.soar.enabled else None
         err.print(f"tsuba serving on http://{_url_host(bind_host)}:{bind_port}",
@@ -108,6 +112,10 @@ def up(
             loop.platform.close()
         if demo_server is not None:
             demo_server.stop()
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _start_response_loop(cfg: Settings) -> ResponseService:
