@@ -8,6 +8,11 @@ ECS bulk form uses it as the document id, so duplicates are harmless.
 
 Sinks: rotated NDJSON files, syslog over UDP, TCP or TLS (RFC 5425/6587 octet counting on
 streams), and HTTP (OCSF JSON, Splunk HEC, Elastic bulk).
+
+The forms that carry OCSF (``ocsf`` and ``hec``) check each event against the OCSF schema
+first (``validate=True``, the default): an event that does not conform is never sent; the
+encoder raises :class:`InvalidOcsfEvent` naming every problem, so the bus dead-letters it
+with those problems and publishes a notice, as for any event a sink cannot take.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -27,6 +33,7 @@ from tsuba.core.bus import Delivery
 from tsuba.core.errors import InputError, UpstreamError
 from tsuba.core.events import SecurityEvent
 from tsuba.soar.siem.formats import cef, ecs_bulk, splunk_hec, syslog_5424
+from tsuba.soar.siem.ocsf_schema import check
 
 Encoder = Callable[[SecurityEvent], bytes]
 
@@ -37,9 +44,21 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def ocsf_line(event: SecurityEvent) -> bytes:
-    return json.dumps(event.to_ocsf(), ensure_ascii=False, separators=(",", ":")).encode(
+def ocsf_line(event: SecurityEvent, *, validate: bool = True) -> bytes:
+    """One OCSF JSON line; with ``validate``, only if the event conforms to the schema."""
+    data = event.to_ocsf()
+    if validate:
+        check(data)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode(
         "utf-8", "replace") + b"\n"
+
+
+def hec_line(event: SecurityEvent, *, validate: bool = True) -> bytes:
+    """One Splunk HEC payload carrying the OCSF event, checked like :func:`ocsf_line`."""
+    payload = splunk_hec(event)
+    if validate:
+        check(payload["event"])
+    return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
 
 
 def cef_line(event: SecurityEvent) -> bytes:
@@ -159,20 +178,30 @@ ENCODERS: dict[str, Encoder] = {
     "cef": cef_line,
     "syslog": lambda e: syslog_5424(e) + b"\n",
     "syslog-cef": lambda e: syslog_5424(e.model_copy(update={"message": cef(e)})) + b"\n",
-    "hec": lambda e: json.dumps(splunk_hec(e), separators=(",", ":")).encode() + b"\n",
+    "hec": hec_line,
     "ecs-bulk": lambda e: ecs_bulk([e], "tsuba-events"),
 }
 
 
-class SiemForwarder:
-    """A bus handler sending each event, encoded, to one sink; a failure raises for a retry."""
+# The forms whose payload is OCSF, and so can be checked against its schema.
+_OCSF_FORMS: dict[str, Callable[..., bytes]] = {"ocsf": ocsf_line, "hec": hec_line}
 
-    def __init__(self, sink: Sink, encode: Encoder | str = "ocsf") -> None:
+
+class SiemForwarder:
+    """A bus handler sending each event, encoded, to one sink; a failure raises for a retry.
+
+    ``validate=False`` sends OCSF forms unchecked: for a receiver that takes extensions
+    or an older schema, never to let malformed events through.
+    """
+
+    def __init__(self, sink: Sink, encode: Encoder | str = "ocsf", *,
+                 validate: bool = True) -> None:
         if isinstance(encode, str):
             if encode not in ENCODERS:
                 raise InputError(f"unknown SIEM form {encode!r} (one of "
                                  f"{', '.join(ENCODERS)})")
-            encode = ENCODERS[encode]
+            encode = (partial(_OCSF_FORMS[encode], validate=validate)
+                      if encode in _OCSF_FORMS else ENCODERS[encode])
         self.sink, self.encode = sink, encode
         self.sent = 0
 
