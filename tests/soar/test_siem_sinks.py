@@ -22,11 +22,13 @@ from sqlalchemy import Engine
 
 from tsuba.core.bus import Bus
 from tsuba.core.errors import InputError, UpstreamError
+from tsuba.soar.siem.ocsf_schema import InvalidOcsfEvent, validate
 from tsuba.soar.siem.sinks import (
     HttpSink,
     RotatingFileSink,
     SiemForwarder,
     SyslogSink,
+    hec_line,
     ocsf_line,
 )
 
@@ -229,3 +231,58 @@ def test_forwarder_forms(tmp_path: Path) -> None:
         assert event.id.encode() in text, form
         assert text.endswith(b"\n")
     assert b"CEF:0|tsuba" in (tmp_path / "syslog-cef.out").read_bytes()
+    assert validate(json.loads((tmp_path / "ocsf.out").read_bytes())) == []
+    assert validate(json.loads((tmp_path / "hec.out").read_bytes())["event"]) == []
+
+
+def _stale() -> Any:
+    """An event from a clock set to 1990: no SIEM would file it where it belongs."""
+    return ev(0, actor="mallory").model_copy(
+        update={"time": dt.datetime(1990, 1, 1, tzinfo=dt.UTC)})
+
+
+def test_ocsf_encoders_refuse_events_that_break_the_schema() -> None:
+    stale = _stale()
+    for encode in (ocsf_line, hec_line):
+        with pytest.raises(InvalidOcsfEvent, match=r"time: .* not epoch milliseconds") as err:
+            encode(stale)
+        assert stale.id in str(err.value) and err.value.problems
+        assert stale.id.encode() in encode(stale, validate=False)
+
+
+def test_invalid_ocsf_is_dead_lettered_with_its_problems(engine: Engine, http_url: str) -> None:
+    bus = Bus(engine, poll_interval=0.05, max_attempts=2, backoff_initial=0.001,
+              backoff_max=0.01)
+    stale = _stale()
+    good = [ev(i, actor=f"a{i}") for i in range(3)]
+    try:
+        bus.subscribe("siem.ocsf", SiemForwarder(HttpSink(http_url), "ocsf"))
+        bus.start()
+        bus.publish_many([good[0], stale, *good[1:]])
+        assert bus.drain(20)
+    finally:
+        bus.stop(timeout=5)
+    docs = [json.loads(b) for b in _Http.bodies]
+    assert all(validate(d) == [] for d in docs)
+    sent = [d["metadata"]["uid"] for d in docs]
+    assert stale.id not in sent and [e.id for e in good] == sent[:3]
+    [dead] = bus.store.dead_letters("siem.ocsf")
+    assert dead.event_id == stale.id
+    assert dead.error.startswith("InvalidOcsfEvent:") and "not epoch milliseconds" in dead.error
+    # The bus's notice about it is a Detection Finding, and valid: the SIEM hears of it.
+    [notice] = docs[3:]
+    assert notice["class_uid"] == 2004 and stale.id in notice["message"] + json.dumps(notice)
+
+
+def test_validation_can_be_turned_off_per_forwarder(engine: Engine, http_url: str) -> None:
+    bus = Bus(engine, poll_interval=0.05, max_attempts=1)
+    stale = _stale()
+    try:
+        bus.subscribe("siem.raw", SiemForwarder(HttpSink(http_url), "ocsf", validate=False))
+        bus.start()
+        bus.publish(stale)
+        assert bus.drain(20)
+    finally:
+        bus.stop(timeout=5)
+    assert [json.loads(b)["metadata"]["uid"] for b in _Http.bodies] == [stale.id]
+    assert bus.store.dead_letters("siem.raw") == []

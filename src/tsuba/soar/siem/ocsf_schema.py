@@ -143,7 +143,22 @@ def _describe(error: Any, class_name: str) -> str:
         names = ", ".join(s["required"][0] for s in error.validator_value)
         how = "at least one" if kind == "anyOf" else "exactly one"
         return f"{where}: needs {how} of {names}"
-    return f"{where}: {error.message}"
+    if kind == "pattern":
+        caption = _pattern_types().get(error.validator_value, "the OCSF pattern")
+        return f"{where}: {_clip(repr(error.instance), 80)} is not a valid {caption}"
+    return f"{where}: {_clip(error.message, 200)}"
+
+
+def _clip(text: str, limit: int) -> str:
+    """A problem stays one readable line, whatever the size of the value it quotes."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@functools.cache
+def _pattern_types() -> dict[str, str]:
+    """Each OCSF type's regex -> its caption ("IP Address"), to name a mismatch."""
+    types = _schema()["dictionary"]["types"]["attributes"]
+    return {t["regex"]: t.get("caption", name) for name, t in types.items() if "regex" in t}
 
 
 def _profile_hint(where: str, name: str, class_name: str) -> str:
