@@ -24,6 +24,7 @@ from tsuba.gateway.audit_api import router as audit_router
 from tsuba.gateway.context import Authenticator, Limiter
 from tsuba.gateway.errors import tsuba_error_handler
 from tsuba.gateway.pipeline import Gateway
+from tsuba.soar.ingest_api import router as soar_ingest_router
 
 
 class MetricsMiddleware:
@@ -97,6 +98,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(inference.FastPath)  # outermost: inference skips the framework stack
     app.include_router(audit_router)
+    app.include_router(soar_ingest_router)
     app.router.routes.extend(inference.routes())
     _describe_inference(app)
 
