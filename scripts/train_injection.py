@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "guards" / "injection" / "fixtures"
 DEFAULT_OUT = ROOT / "src" / "tsuba" / "guards" / "injection" / "data"
 MENTION_RE = re.compile(r"\b(ignor\w*|system\w*|instruction\w*)\b", re.IGNORECASE)
+# The opening of every awesome-chatgpt-prompts role prompt (CC0, benign by that collection).
+ROLE_PROMPT = "i want you to act as"
 SEED = 20240601
 C = float(__import__("os").environ.get("TSUBA_TRAIN_C", "1.0"))
 
@@ -87,12 +89,13 @@ def load_rows(dev: Path, mirror: Path) -> tuple[Rows, dict[str, dict[str, object
             if key in held_out or key in seen:
                 dropped += 1
                 continue
-            # deepset marks some awesome-chatgpt-prompts role prompts as injections, which
-            # that collection (and this detector) treat as benign: contradictory labels for
-            # the same prompt are left out of both training and evaluation.
+            # deepset marks awesome-chatgpt-prompts role prompts ("I want you to act as ...",
+            # alone or appended to a question) as injections, which that collection (and this
+            # detector) treat as benign: contradictory labels for the same kind of prompt are
+            # left out of both training and evaluation.
             folded = " ".join(str(row["text"]).lower().split())
-            if row["label"] == 1 and src.name == "deepset" and any(
-                p in folded for p in role_prompts
+            if row["label"] == 1 and src.name == "deepset" and (
+                any(p in folded for p in role_prompts) or ROLE_PROMPT in folded
             ):
                 conflicts += 1
                 continue
@@ -183,23 +186,32 @@ def evaluate(rows: Rows, x: sp.csr_matrix) -> tuple[dict[str, object], np.ndarra
     report: dict[str, object] = {"block_logit_1pct": t1, "flag_logit_5pct": t5,
                                  "benign_pool": len(benign), "per_source": {}}
     per: dict[str, object] = {}
+    caught1 = caught5 = attacks = 0
     for name in sorted(set(src)):
         m = src == name
         pos, own_neg = logits[m & (y == 1)], logits[m & (y == 0)]
+        # The operating points for a held-out source come from the other sources' benign
+        # texts only, so neither its model nor its thresholds saw it.
+        neg = logits[(y == 0) & ~m]
+        s1, s5 = float(np.quantile(neg, 0.99)), float(np.quantile(neg, 0.95))
         entry: dict[str, object] = {"attacks": len(pos), "benign": len(own_neg)}
         if len(pos):
-            neg = benign
-            entry["auroc_vs_pooled_benign"] = float(roc_auc_score(
+            entry["auroc_vs_other_benign"] = float(roc_auc_score(
                 np.r_[np.ones(len(pos)), np.zeros(len(neg))], np.r_[pos, neg]))
-            entry["tpr_at_1pct_fpr"] = tpr_at(pos, t1)
-            entry["tpr_at_5pct_fpr"] = tpr_at(pos, t5)
+            entry["tpr_at_1pct_fpr"] = tpr_at(pos, s1)
+            entry["tpr_at_5pct_fpr"] = tpr_at(pos, s5)
+            caught1 += int((pos > s1).sum())
+            caught5 += int((pos > s5).sum())
+            attacks += len(pos)
         if len(own_neg):
-            entry["fpr_at_1pct_point"] = float((own_neg > t1).mean())
-            entry["fpr_at_5pct_point"] = float((own_neg > t5).mean())
+            entry["fpr_at_1pct_point"] = float((own_neg > s1).mean())
+            entry["fpr_at_5pct_point"] = float((own_neg > s5).mean())
         if len(pos) and len(own_neg):
             entry["auroc_within_source"] = float(roc_auc_score(
                 np.r_[np.ones(len(pos)), np.zeros(len(own_neg))], np.r_[pos, own_neg]))
         per[name] = entry
+    report["all_attacks"] = {"attacks": attacks, "tpr_at_1pct_fpr": caught1 / max(attacks, 1),
+                             "tpr_at_5pct_fpr": caught5 / max(attacks, 1)}
     report["per_source"] = per
     mention = np.array([bool(MENTION_RE.search(str(r["text"]))) for r in rows]) & (y == 0)
     report["benign_mentioning_ignore_system_instructions"] = {

@@ -32,13 +32,55 @@ class Source:
     load: Callable[[Path, Path], list[Row]]
 
 
-def _git_show(mirror: Path, repo: str, commit: str, path: str) -> str:
+class MissingMirror(SystemExit):
+    """A pinned repository or commit is not in the mirror directory."""
+
+
+def _git_dir(mirror: Path, repo: str, commit: str) -> Path:
     git_dir = mirror / repo.replace("/", "+") / "repo"
+    probe = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "cat-file", "-e", f"{commit}^{{commit}}"],
+        capture_output=True, check=False,
+    )
+    if probe.returncode != 0:
+        raise MissingMirror(
+            f"training data missing: {repo} at commit {commit} is not mirrored in {git_dir}; "
+            f"mirror it (fetch target github:{repo}) and run again"
+        )
+    return git_dir
+
+
+def _git_show(mirror: Path, repo: str, commit: str, path: str) -> str:
+    git_dir = _git_dir(mirror, repo, commit)
     out = subprocess.run(
         ["git", "--git-dir", str(git_dir), "show", f"{commit}:{path}"],
         check=True, capture_output=True,
     )
     return out.stdout.decode("utf-8")
+
+
+def _git_files(mirror: Path, repo: str, commit: str, prefix: str, suffix: str) -> dict[str, str]:
+    """Every file under ``prefix`` ending in ``suffix`` at ``commit``, read in one batch."""
+    git_dir = _git_dir(mirror, repo, commit)
+    listing = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "ls-tree", "-r", "--name-only", commit,
+         *(["--", prefix] if prefix else [])],
+        check=True, capture_output=True, text=True,
+    ).stdout.split("\n")
+    paths = sorted(p for p in listing if p.endswith(suffix))
+    batch = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "cat-file", "--batch"],
+        input="".join(f"{commit}:{p}\n" for p in paths).encode(), check=True,
+        capture_output=True,
+    ).stdout
+    files: dict[str, str] = {}
+    at = 0
+    for path in paths:
+        header_end = batch.index(b"\n", at)
+        size = int(batch[at:header_end].split()[2])
+        files[path] = batch[header_end + 1 : header_end + 1 + size].decode("utf-8", "replace")
+        at = header_end + 1 + size + 1
+    return files
 
 
 def _row(text: str, label: int, source: str, category: str, channel: str = "user") -> Row:
@@ -144,6 +186,60 @@ def _gsm8k(dev: Path, mirror: Path) -> list[Row]:
     return [_row(json.loads(x)["question"], 0, "gsm8k", "math word problem") for x in picked]
 
 
+TLDR = ("tldr-pages/tldr", "08e345f42639f67d99282813247ac670dc6e87cb")
+# Languages with enough pages; English gets more, as most traffic is English.
+_TLDR_LANGS = {"": 240, **dict.fromkeys(
+    ("ar", "de", "es", "fa", "fr", "hi", "id", "it", "ja", "ko", "nl", "pl", "pt_BR", "ru",
+     "th", "tr", "uk", "zh"), 30)}
+
+
+def _tldr(dev: Path, mirror: Path) -> list[Row]:
+    """Command help pages in 19 languages: imperative, full of "ignore" and "system"."""
+    repo, commit = TLDR
+    rng = random.Random(17)
+    rows = []
+    for lang, count in _TLDR_LANGS.items():
+        folder = f"pages.{lang}" if lang else "pages"
+        files = _git_files(mirror, repo, commit, f"{folder}/common", ".md")
+        files |= _git_files(mirror, repo, commit, f"{folder}/linux", ".md")
+        for path in rng.sample(sorted(files), min(count, len(files))):
+            channel = rng.choice(["document", "document", "tool", "user"])
+            rows.append(_row(files[path].strip(), 0, "tldr", "command help page", channel))
+    return rows
+
+
+GITIGNORE = ("github/gitignore", "dcc0fc7bc2b5ba480cf117ad1be31bafceeaff46")
+
+
+def _gitignore(dev: Path, mirror: Path) -> list[Row]:
+    """Ignore-file templates: comments that tell a tool what to ignore."""
+    repo, commit = GITIGNORE
+    files = _git_files(mirror, repo, commit, "", ".gitignore")
+    rng = random.Random(19)
+    picked = rng.sample(sorted(files), min(200, len(files)))
+    return [_row(files[p].strip()[:2000], 0, "gitignore", "ignore-file template",
+                 rng.choice(["document", "tool"])) for p in picked if len(files[p].strip()) > 40]
+
+
+LANGKIT = ("whylabs/langkit", "5d6cab1e2ff32181ba5c514aaa2a4473421dc413")
+
+
+def _langkit(dev: Path, mirror: Path) -> list[Row]:
+    repo, commit = LANGKIT
+    themes = json.loads(_git_show(mirror, repo, commit, "langkit/themes.json"))
+    return [_row(t, 1, "langkit", "jailbreak") for t in themes["jailbreak"]]
+
+
+GISKARD = ("Giskard-AI/prompt-injections", "ce50a549dadc46b48c931250d2dd71d5f003c0c2")
+
+
+def _giskard(dev: Path, mirror: Path) -> list[Row]:
+    repo, commit = GISKARD
+    table = csv.DictReader(io.StringIO(_git_show(mirror, repo, commit, "prompt_injections.csv")))
+    return [_row(r["prompt"], 1, "giskard", r["group"] or "injection") for r in table
+            if r["prompt"].strip()]
+
+
 def _synthetic(dev: Path, mirror: Path) -> list[Row]:
     return [{**row, "source": synthetic.SOURCE} for row in synthetic.generate()]
 
@@ -172,6 +268,18 @@ SOURCES: tuple[Source, ...] = (
     Source(synthetic.SOURCE, "scripts/injection_data (this repository)", "this commit",
            "Apache-2.0", "train", "synthetic: 16 languages, indirect (document/tool), encodings, "
            "role-play, hard negatives", _synthetic),
+    Source("tldr", "github.com/tldr-pages/tldr pages{,.<lang>}/{common,linux}/*.md",
+           TLDR[1], "CC-BY-4.0", "train",
+           "benign command help pages in 19 languages (user, document and tool channels)",
+           _tldr),
+    Source("gitignore", "github.com/github/gitignore *.gitignore", GITIGNORE[1], "CC0-1.0",
+           "train", "benign ignore-file templates (document and tool channels)", _gitignore),
+    Source("langkit", "github.com/whylabs/langkit langkit/themes.json (jailbreak)",
+           LANGKIT[1], "Apache-2.0", "train", "role-play jailbreak prompts", _langkit),
+    Source("giskard", "github.com/Giskard-AI/prompt-injections prompt_injections.csv",
+           GISKARD[1], "MIT (file); it copies garak and PromptInject prompts", "eval",
+           "garak and PromptInject injections: garak's data is reserved for independent "
+           "evaluation, so this is evaluation only, never in shipped weights", _giskard),
     Source("tensor-trust", "HumanCompatibleAI/tensor-trust-data via dev.jsonl",
            "e2385ea9cf448c9641b96e2e39f113ed4979a5b0", "none (no licence file)", "eval",
            "hijacking and extraction attacks; evaluation only, never in shipped weights",

@@ -132,7 +132,9 @@ def _benign(rng: random.Random) -> Iterator[dict[str, object]]:
         yield _row(f"{ask}\n{snippet}".strip(), 0, "code", "en", "user")
     for _ in range(500):
         body = rng.choice(P.DOC_BODIES)
-        extra = rng.choice(P.TOOL_BENIGN + P.HARD_NEGATIVE["en"] + [""])
+        # A sentence telling the reader how to answer is an injection inside a document, so
+        # benign documents take only tool-style notes.
+        extra = rng.choice([*P.TOOL_BENIGN, ""])
         text = f"{body}\n{extra}".strip() if rng.random() < 0.6 else body
         yield _row(text, 0, "document", "en", "document")
     for _ in range(400):

@@ -318,11 +318,14 @@ class _Pattern(Protocol):
     def search(self, text: str) -> Any: ...
 
 
-def _compile(pattern: str) -> _Pattern:
+def _translate(pattern: str) -> str:
     # RE2's \w and \W are ASCII-only; these rules read every script.
     pattern = pattern.replace(r"[^\w]", r"[^\pL\pN_]").replace(r"\w", r"[\pL\pN_]")
-    pattern = pattern.replace(r"\W", r"[^\pL\pN_]")
-    compiled: _Pattern = re2.compile("(?im)" + pattern)
+    return "(?im)" + pattern.replace(r"\W", r"[^\pL\pN_]")
+
+
+def _compile(pattern: str) -> _Pattern:
+    compiled: _Pattern = re2.compile(_translate(pattern))
     return compiled
 
 
@@ -353,11 +356,33 @@ DATA_ONLY: frozenset[str] = frozenset({"response_directive"})
 MAX_SCAN_CHARS = 1 << 20  # rules read at most this much of one view; the classifier reads all
 
 
+def _rule_set() -> Any:
+    """All rules in one RE2 set: one pass over the text says which rules match at all."""
+    options = re2.Options()
+    options.max_mem = 64 << 20
+    rule_set = re2.Set.SearchSet(options)
+    for _, _, _, pattern in _SPECS:
+        rule_set.Add(_translate(pattern))
+    rule_set.Compile()
+    return rule_set
+
+
+_SET = _rule_set()
+
+
 def find(text: str) -> list[Hit]:
-    """Return the first match of every rule in ``text`` (rules are features, not counters)."""
+    """Return the first match of every rule in ``text`` (rules are features, not counters).
+
+    Most texts match no rule or a few, so the one-pass set decides and only the rules it
+    names are searched again for their position.
+    """
     sample = text[:MAX_SCAN_CHARS]
+    matched = _SET.Match(sample)
+    if not matched:
+        return []
     hits: list[Hit] = []
-    for rule in RULES:
+    for i in sorted(matched):
+        rule = RULES[i]
         match: _Match | None = rule.pattern.search(sample)
         if match is not None:
             hits.append(Hit(rule.name, rule.why, match.start(), match.end()))

@@ -43,6 +43,8 @@ _BIDI = [0x202A, 0x202B, 0x202C, 0x202D, 0x202E, 0x2066, 0x2067, 0x2068, 0x2069]
 _TAG_BASE = 0xE0000  # Unicode tag characters: invisible ASCII ("ASCII smuggling")
 
 _STRIP_TABLE: dict[int, None] = dict.fromkeys(_INVISIBLE + _BIDI)
+# Every character that strip_invisible acts on: most texts hold none and skip the work.
+_HIDDEN = frozenset(chr(c) for c in (*_STRIP_TABLE, *range(0xE0000, 0xE0080)))
 _TAG_RE = re.compile("[\U000e0020-\U000e007e]+")
 _B64_RE = re.compile(rf"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{{{MIN_B64},}}={{0,2}}")
 _HEX_RE = re.compile(rf"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{{2}}[ :]?){{{MIN_HEX_BYTES},}}")
@@ -119,9 +121,15 @@ def _fold_word(match: re.Match[str]) -> str:
     return folded
 
 
+@lru_cache(maxsize=1)
+def _confusable_chars() -> frozenset[str]:
+    """Every character that has an ASCII twin: text without one has nothing to fold."""
+    return frozenset(chr(c) for c in _confusable_table())
+
+
 def fold_confusables(text: str) -> tuple[str, bool]:
     """Fold homoglyphs inside words that mix scripts; genuine non-Latin words stay."""
-    if text.isascii():
+    if text.isascii() or _confusable_chars().isdisjoint(text):
         return text, False
     folded = _WORD_RE.sub(_fold_word, text)
     return folded, folded != text
@@ -131,7 +139,7 @@ def strip_invisible(text: str) -> tuple[str, set[str], str]:
     """Remove invisible and bidi characters; return the text, signals, and tag payload."""
     signals: set[str] = set()
     hidden = ""
-    if text.isascii():
+    if text.isascii() or _HIDDEN.isdisjoint(text):
         return text, signals, hidden
     tags = _TAG_RE.findall(text)
     if tags:
