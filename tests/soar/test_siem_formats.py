@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tsuba.core.events import SecurityEvent, Severity
 from tsuba.soar.siem import cef, ecs, ecs_bulk, splunk_hec, syslog_5424
 from tsuba.soar.siem.formats import severity_from_cef
+from tsuba.soar.siem.ocsf_schema import validate
 
 HOSTILE = 'al|ice=x\\ "] [evil@1 a="b"]\nCEF:0|forged|\r\x00é'
 
@@ -152,7 +153,17 @@ def test_splunk_hec_carries_ocsf() -> None:
                                                      tzinfo=UTC).timestamp())
     assert payload["event"]["class_uid"] == 3002 and payload["sourcetype"] == "tsuba:ocsf"
     assert payload["host"] == "gw-1" and payload["index"] == "security"
-    json.dumps(payload)
+    assert validate(json.loads(json.dumps(payload))["event"]) == []
+
+
+def test_ocsf_of_hostile_values_stays_valid_and_intact() -> None:
+    ev = event(actor=HOSTILE, message=HOSTILE, src_ip=HOSTILE, resource=HOSTILE)
+    data = json.loads(json.dumps(ev.to_ocsf()))
+    assert validate(data) == []
+    assert data["user"]["name"] == HOSTILE and data["message"] == HOSTILE
+    assert data["src_endpoint"] == {"name": HOSTILE}  # not an address: never put in "ip"
+    assert data["time"] == int(datetime(2026, 3, 1, 12, 0, 0, 250000,
+                                        tzinfo=UTC).timestamp() * 1000)
 
 
 def test_hostile_constant_is_escaped_everywhere() -> None:
