@@ -180,7 +180,7 @@ local n = (tonumber(v[3]) or 0) + 1
 local s = (tonumber(v[4]) or 0) + tonumber(ARGV[4])
 local x = v[5] or ''
 if ARGV[6] ~= '' then
-  x = x .. '\n' .. ARGV[6]
+  x = x .. '\\n' .. ARGV[6]
   local limit = tonumber(ARGV[7])
   if #x > limit then x = string.sub(x, -limit) end
 end
