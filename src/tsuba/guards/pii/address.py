@@ -112,6 +112,7 @@ class AddressRecognizer:
     name = "address"
     entities = ("ADDRESS",)
     languages: frozenset[str] | None = None
+    min_digits = 1  # every address pattern holds a house number or a postcode
 
     def __init__(self) -> None:
         self._patterns: list[tuple[re.Pattern[str], float, str, bool]] = [

@@ -11,7 +11,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from tsuba.core.errors import ConfigError
 from tsuba.guards.pii.address import AddressRecognizer
@@ -122,6 +122,8 @@ class Analyzer:
     min_score: float = DEFAULT_MIN_SCORE
     _allow: frozenset[str] = field(init=False, repr=False)
     _deny: list[tuple[str, re.Pattern[str]]] = field(init=False, repr=False)
+    _registry: list[Recognizer] = field(init=False, repr=False, default_factory=list)
+    _plan: list[_Step] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self._allow = frozenset(a.casefold() for a in self.allow)
@@ -131,6 +133,13 @@ class Analyzer:
             if cleaned:
                 alts = "|".join(re.escape(t) for t in cleaned)
                 self._deny.append((entity, re.compile(rf"(?<!\w)(?:{alts})(?!\w)", re.I)))
+
+    def _steps(self) -> list[_Step]:
+        """The registry with each recognizer's cheap preconditions, rebuilt when it changed."""
+        if self._registry != self.recognizers:
+            self._registry = list(self.recognizers)
+            self._plan = [_Step.of(r) for r in self._registry]
+        return self._plan
 
     def add(self, recognizer: Recognizer) -> None:
         self.recognizers.append(recognizer)
@@ -159,24 +168,50 @@ class Analyzer:
         wanted = frozenset(entities) if entities is not None else None
         threshold = self.min_score if min_score is None else min_score
         ctx = TextContext(text, language)
+        digits, run = ctx.digits()
         found: list[Finding] = []
-        for rec in self.recognizers:
-            if rec.languages is not None and language not in rec.languages:
-                continue
-            if wanted is not None and wanted.isdisjoint(rec.entities):
+        for rec, min_digits, min_run, pattern in self._steps():
+            if (
+                # A recognizer whose matches hold more digits than the text has cannot match.
+                min_digits > digits
+                or min_run > run
+                or (rec.languages is not None and language not in rec.languages)
+                or (wanted is not None and wanted.isdisjoint(rec.entities))
+                or (pattern is not None and pattern.silent(ctx, threshold))
+            ):
                 continue
             for f in rec.analyze(text, ctx):
                 if f.score >= threshold and (wanted is None or f.entity_type in wanted):
                     found.append(f)
-        for entity, pattern in self._deny:
-            if wanted is None or entity in wanted:
-                for m in pattern.finditer(text):
-                    found.append(Finding(m.start(), m.end(), entity, 1.0, "deny_list", "deny list"))
+        found.extend(self._denied(text, wanted))
         if self._allow:
             found = [f for f in found if text[f.start : f.end].casefold() not in self._allow]
         if not resolve:
             return sorted(found, key=_position)
         return resolve_overlaps(_drop_parts(found))
+
+
+    def _denied(self, text: str, wanted: frozenset[str] | None) -> Iterable[Finding]:
+        for entity, pattern in self._deny:
+            if wanted is None or entity in wanted:
+                for m in pattern.finditer(text):
+                    yield Finding(m.start(), m.end(), entity, 1.0, "deny_list", "deny list")
+
+
+class _Step(NamedTuple):
+    recognizer: Recognizer
+    min_digits: int  # ASCII digits every match holds at least
+    min_run: int  # and the longest run of them in a match at least
+    pattern: PatternRecognizer | None  # the recognizer again when it can tell it is silent
+
+    @classmethod
+    def of(cls, rec: Recognizer) -> _Step:
+        return cls(
+            rec,
+            int(getattr(rec, "min_digits", 0)),
+            int(getattr(rec, "min_run", 0)),
+            rec if isinstance(rec, PatternRecognizer) else None,
+        )
 
 
 # Entities that contain others as parts: a city inside an address, a name inside an e-mail.

@@ -32,6 +32,10 @@ MONTHS = (
     "dicembre", "januari", "februari", "maart", "mei", "augustus",
 )
 _MONTH = "(?:" + "|".join(sorted({re.escape(m) for m in MONTHS}, key=len, reverse=True)) + r")\.?"
+# Any month name in the lower-cased text: without one no textual date can match.  re's
+# IGNORECASE also folds these three onto ASCII letters, so they are folded before the test.
+_ANY_MONTH = re.compile("|".join(sorted({re.escape(m) for m in MONTHS}, key=len, reverse=True)))
+_ODD_FOLDS = str.maketrans({"İ": "i", "ı": "i", "ſ": "s"})
 _DAY = r"(?:[0-3]?[0-9])(?:st|nd|rd|th|er|\.|º)?"
 _YEAR = r"(?:1[6-9][0-9]{2}|20[0-9]{2})"
 
@@ -95,7 +99,7 @@ class DateRecognizer:
             return
         yield from self._numeric(text, ctx)
         yield from self._textual(text, ctx)
-        for match in _JAPANESE.finditer(text):
+        for match in _JAPANESE.finditer(text) if "年" in text else ():
             yield self._finding(ctx, match.start(), match.end(), 0.8, "Japanese date")
         if _YEAR_CUE is not None:
             for match in _BARE_YEAR.finditer(text):
@@ -130,6 +134,11 @@ class DateRecognizer:
 
     def _textual(self, text: str, ctx: TextContext) -> Iterable[Finding]:
         # A textual date holds a number: look only around the digit runs, not the whole text.
+        folded = ctx.lower
+        if "İ" in text or "ı" in text or "ſ" in text:
+            folded = text.translate(_ODD_FOLDS).lower()
+        if _ANY_MONTH.search(folded) is None:
+            return
         seen: set[tuple[int, int]] = set()
         for run in _DIGITS.finditer(text):
             if run.end() - run.start() > 4:

@@ -30,6 +30,7 @@ class Gazetteer:
     common: frozenset[str]
     jp_surnames: frozenset[str]
     max_place_words: int
+    spans: dict[str, int]  # first word of a place -> most words a place starting with it has
 
 
 _lock = threading.Lock()
@@ -56,9 +57,19 @@ def gazetteer() -> Gazetteer:
                     common=frozenset(_read("common_words.txt.gz")),
                     jp_surnames=frozenset(_read("jp_surnames.txt.gz")),
                     max_place_words=4,
+                    spans=_spans(places),
                 )
             )
     return _cache[0]
+
+
+def _spans(places: dict[str, str]) -> dict[str, int]:
+    spans: dict[str, int] = {}
+    for key in places:
+        words = key.split(" ")
+        if spans.get(words[0], 0) < len(words):
+            spans[words[0]] = len(words)
+    return spans
 
 
 _UPPER = (
@@ -118,7 +129,7 @@ _JP_NAME_CUE = re.compile(
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tok:
     start: int
     end: int
@@ -139,7 +150,9 @@ def _tokens(text: str, start: int, end: int) -> list[_Tok]:
             word, end = word[:-2], end - 2
         if not word:
             continue
-        key = unicodedata.normalize("NFC", word.lower())
+        key = word.lower()
+        if not key.isascii():
+            key = unicodedata.normalize("NFC", key)
         cap = word[0].isupper()
         toks.append(_Tok(m.start(), end, word, key, cap, possessive))
     return toks
@@ -226,7 +239,9 @@ class NameRecognizer:
         """The longest gazetteer place inside the run, as (kind, first, end) token indexes."""
         best: tuple[str, int, int] | None = None
         for a in range(len(run)):
-            for b in range(min(len(run), a + gz.max_place_words), a, -1):
+            # No place starts with this word, or none with more words than ``span``.
+            span = min(gz.spans.get(run[a].key, 0), gz.max_place_words)
+            for b in range(min(len(run), a + span), a, -1):
                 if best is not None and b - a <= best[2] - best[1]:
                     break
                 key = " ".join(t.key for t in run[a:b])

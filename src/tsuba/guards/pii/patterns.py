@@ -165,11 +165,13 @@ def structured_recognizers() -> list[PatternRecognizer]:
         ),
         PatternRecognizer(
             "us_ssn_bare", "US_SSN", _SSN_BARE, 0.3, validator=valid_ssn, min_run=9,
+            runs=frozenset({9}),
             context=SSN_CONTEXT, context_required=True,
             explanation="nine digits after an SSN context word",
         ),
         PatternRecognizer(
             "us_passport", "US_PASSPORT", rf"{B}(?:[A-Z][0-9]{{8}}|[0-9]{{9}}){E}", 0.3,
+            runs=frozenset({8, 9}),
             min_run=8, context=PASSPORT_CONTEXT, context_required=True,
             explanation="passport number after a passport context word",
         ),
@@ -195,11 +197,12 @@ def structured_recognizers() -> list[PatternRecognizer]:
         ),
         PatternRecognizer(
             "medical_dea", "MEDICAL_LICENSE", rf"{B}[ABCDEFGHJKLMPRSTUX][A-Z9][0-9]{{7}}{E}",
-            0.3, min_run=7, context=MEDICAL_CONTEXT, context_required=True,
+            0.3, min_run=7, runs=frozenset({7, 8}), context=MEDICAL_CONTEXT, context_required=True,
             explanation="DEA registration number after a licence context word",
         ),
         PatternRecognizer(
             "medical_npi", "MEDICAL_LICENSE", rf"{B}[12][0-9]{{9}}{E}", 0.3,
+            runs=frozenset({10}),
             validator=valid_npi, min_run=10, context=MEDICAL_CONTEXT,
             context_required=True, explanation="National Provider Identifier (Luhn)",
         ),

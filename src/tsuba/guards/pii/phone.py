@@ -51,12 +51,16 @@ PHONE_CONTEXT = (
     "cellulare", "telefoonnummer", "電話", "携帯", "連絡先",
 )
 _CONTEXT = words_pattern(PHONE_CONTEXT)
+# libphonenumber's metadata holds more patterns than the re module's cache keeps (512), so
+# without its own cache every validation past the first few regions recompiles some.
+phonenumbers.enable_pattern_cache()
 
 
 class PhoneRecognizer:
     name = "phone"
     entities = ("PHONE_NUMBER",)
     languages: frozenset[str] | None = None
+    min_digits = 7  # the analyzer skips texts with fewer digits
 
     def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
         if ctx.digits()[0] < 7:

@@ -73,7 +73,7 @@ class Recognizer(Protocol):
 class TextContext:
     """Per-call state shared by recognizers: the lower-cased text and cached gate results."""
 
-    __slots__ = ("_gates", "_runs", "language", "lower", "text")
+    __slots__ = ("_gates", "_lengths", "_runs", "language", "lower", "text")
 
     def __init__(self, text: str, language: str) -> None:
         self.text = text
@@ -81,20 +81,29 @@ class TextContext:
         self.language = language
         self._gates: dict[str, bool] = {}
         self._runs: tuple[int, int] | None = None
+        self._lengths: frozenset[int] = frozenset()
 
     def digits(self) -> tuple[int, int]:
         """(digits in the text, longest run of consecutive digits): gates numeric formats."""
         if self._runs is None:
             runs = [len(r) for r in _DIGIT_RUN.findall(self.text)]
             self._runs = (sum(runs), max(runs, default=0))
+            self._lengths = frozenset(runs)
         return self._runs
 
-    def gate(self, pattern: re.Pattern[str]) -> bool:
-        """Whether ``pattern`` occurs anywhere in the text, computed once per call."""
-        hit = self._gates.get(pattern.pattern)
+    def run_lengths(self) -> frozenset[int]:
+        """Lengths of the maximal runs of ASCII digits in the text."""
+        if self._runs is None:
+            self.digits()
+        return self._lengths
+
+    def gate(self, pattern: re.Pattern[str], *, lower: bool = False) -> bool:
+        """Whether ``pattern`` occurs anywhere in the (lower-cased) text, once per call."""
+        key = ("L" if lower else "T") + pattern.pattern
+        hit = self._gates.get(key)
         if hit is None:
-            hit = pattern.search(self.text) is not None
-            self._gates[pattern.pattern] = hit
+            hit = pattern.search(self.lower if lower else self.text) is not None
+            self._gates[key] = hit
         return hit
 
     def window(self, start: int, end: int) -> str:
@@ -121,6 +130,15 @@ def words_pattern(words: Sequence[str]) -> re.Pattern[str] | None:
 
 
 _UNSPACED = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
+
+
+def substrings_pattern(words: Sequence[str]) -> re.Pattern[str] | None:
+    """Any of ``words`` (lower-cased) anywhere, edges or not: a superset of ``words_pattern``
+    on every slice of the lower-cased text, so its absence rules the words out."""
+    cleaned = sorted({w.lower() for w in words if w}, key=len, reverse=True)
+    if not cleaned:
+        return None
+    return re.compile("|".join(re.escape(w) for w in cleaned))
 
 
 _NEGATIVE = words_pattern(NEGATIVE_CONTEXT)
@@ -152,24 +170,42 @@ class PatternRecognizer:
     min_digits: int = 0  # a match holds at least this many digits...
     min_run: int = 0  # ...and at least this many in a row: texts without are skipped
     shrink: bool = False  # on a failed check, retry without trailing space-separated groups
+    # Every match holds a maximal digit run of one of these lengths (bare fixed-length
+    # numbers between word edges): texts without such a run are skipped.
+    runs: frozenset[int] | None = None
     _regex: re.Pattern[str] = field(init=False, repr=False)
     _gate: re.Pattern[str] | None = field(init=False, repr=False)
     _context: re.Pattern[str] | None = field(init=False, repr=False)
+    _context_any: re.Pattern[str] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._regex = re.compile(self.pattern, self.flags)
         self._gate = re.compile(self.gate) if self.gate else None
         self._context = words_pattern(self.context)
+        self._context_any = substrings_pattern(self.context)
 
     @property
     def entities(self) -> tuple[str, ...]:
         return (self.entity,)
+
+    def silent(self, ctx: TextContext, threshold: float) -> bool:
+        """True when nothing this recognizer finds in the text can reach ``threshold``.
+
+        Without a context word a finding scores ``score`` at most (negative context only
+        lowers it), so a weak format with no context word anywhere in the text is skipped
+        before its pattern runs.
+        """
+        if self.score >= threshold and not self.context_required:
+            return False
+        return self._context_any is None or not ctx.gate(self._context_any, lower=True)
 
     def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
         if self.min_digits or self.min_run:
             total, run = ctx.digits()
             if total < self.min_digits or run < self.min_run:
                 return
+        if self.runs is not None and self.runs.isdisjoint(ctx.run_lengths()):
+            return
         if self._gate is not None and not ctx.gate(self._gate):
             return
         for match in self._regex.finditer(text):
