@@ -265,3 +265,40 @@ def test_bad_configuration_stops_the_loop_before_it_starts(
     platform = open_platform(**soar)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ResponseService(platform, registry=None)
+
+
+def _gateway_summary(seconds: int, ip: str, prefix: str | None) -> SecurityEvent:
+    """A request summary as the gateway records it: the logon nested under ``auth``."""
+    ok = prefix is not None
+    return SecurityEvent.from_dict({
+        "class": "api_activity" if ok else "authentication",
+        "activity": "create" if ok else "logon",
+        "outcome": "success" if ok else "failure", "actor": "alice" if ok else None,
+        "src_ip": ip, "time": (datetime(2026, 3, 1, tzinfo=UTC)
+                               + timedelta(seconds=seconds)).isoformat(),
+        "auth": {"outcome": "success", "method": "api_key", "credential_id": prefix}
+        if ok else {"outcome": "failure", "reason": "invalid API key"},
+        "status": 200 if ok else 401, "route": "chat",
+    })
+
+
+def test_gateway_request_summaries_are_read_as_authentication_events() -> None:
+    from tsuba.soar.rules import DetectionEngine, builtin_rules
+    from tsuba.soar.service import authentication_view
+
+    stream = [_gateway_summary(i, "127.0.0.1", "tsk_victim") for i in range(5)]
+    stream += [_gateway_summary(10 + i, "127.1.0.1", None) for i in range(6)]
+    stream.append(_gateway_summary(30, "127.1.0.1", "tsk_victim"))
+    engine = DetectionEngine(builtin_rules())
+    alerts = [a for e in stream for view in authentication_view(e)
+              for a in engine.process(view)]
+    by_rule = {a.rule_id: a for a in alerts}
+    assert set(by_rule) == {"tsuba.auth.failures_then_success", "tsuba.auth.key_new_network"}
+    assert by_rule["tsuba.auth.key_new_network"].group == {"credential_id": "tsk_victim"}
+    assert by_rule["tsuba.auth.failures_then_success"].group == {"src_ip": "127.1.0.1"}
+    # alerts cite the stored events, not copies
+    assert set(by_rule["tsuba.auth.key_new_network"].event_ids) <= {e.id for e in stream}
+    # an event already in the Authentication shape is read as it is
+    plain = SecurityEvent.from_dict({"class": "authentication", "outcome": "success",
+                                     "credential_id": "tsk_a"})
+    assert authentication_view(plain) == [plain]

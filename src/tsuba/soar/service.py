@@ -237,6 +237,28 @@ def _own_alert(event: SecurityEvent) -> bool:
     )
 
 
+def authentication_view(event: SecurityEvent) -> list[SecurityEvent]:
+    """The event as the rules read it: a gateway request summary carries its authentication
+    outcome nested under ``auth`` (a success inside an API Activity); the rules follow the
+    Authentication shape (``credential_id``, ``method`` at the top of the attributes).  So a
+    failed logon gets those fields lifted, and a request that authenticated is also read as
+    the Authentication success it stands for (same id, so alerts cite the stored event)."""
+    auth = event.attributes.get("auth")
+    if not isinstance(auth, dict) or "credential_id" in event.attributes:
+        return [event]
+    lifted = {k: auth[k] for k in ("credential_id", "method", "reason")
+              if isinstance(auth.get(k), str)}
+    if event.event_class is EventClass.AUTHENTICATION:
+        return [event.model_copy(update={"attributes": {**event.attributes, **lifted}})]
+    if event.event_class is EventClass.API_ACTIVITY and auth.get("outcome") == "success":
+        logon = event.model_copy(update={
+            "event_class": EventClass.AUTHENTICATION, "activity": "logon",
+            "outcome": Outcome.SUCCESS, "severity": Severity.INFO,
+            "attributes": {**lifted, "path": event.attributes.get("path")}})
+        return [event, logon]
+    return [event]
+
+
 class DetectHandler:
     """Events through the rules; each alert recorded as a Detection Finding, then filed.
 
@@ -256,7 +278,8 @@ class DetectHandler:
         with self._lock:
             if delivery.position > self._position:
                 if not _own_alert(delivery.event):
-                    self._pending.extend((a, False) for a in self.engine.process(delivery.event))
+                    for event in authentication_view(delivery.event):
+                        self._pending.extend((a, False) for a in self.engine.process(event))
                 self._position = delivery.position
             while self._pending:
                 alert, recorded = self._pending[0]
