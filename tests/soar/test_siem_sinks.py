@@ -248,6 +248,8 @@ def test_ocsf_encoders_refuse_events_that_break_the_schema() -> None:
             encode(stale)
         assert stale.id in str(err.value) and err.value.problems
         assert stale.id.encode() in encode(stale, validate=False)
+    line = json.loads(hec_line(ev(0, actor="a"), index="security", host="gw-1"))
+    assert (line["index"], line["host"]) == ("security", "gw-1")
 
 
 def test_invalid_ocsf_is_dead_lettered_with_its_problems(engine: Engine, http_url: str) -> None:

@@ -53,9 +53,10 @@ def ocsf_line(event: SecurityEvent, *, validate: bool = True) -> bytes:
         "utf-8", "replace") + b"\n"
 
 
-def hec_line(event: SecurityEvent, *, validate: bool = True) -> bytes:
+def hec_line(event: SecurityEvent, *, validate: bool = True, host: str | None = None,
+             index: str | None = None) -> bytes:
     """One Splunk HEC payload carrying the OCSF event, checked like :func:`ocsf_line`."""
-    payload = splunk_hec(event)
+    payload = splunk_hec(event, host=host, index=index)
     if validate:
         check(payload["event"])
     return json.dumps(payload, separators=(",", ":")).encode() + b"\n"
