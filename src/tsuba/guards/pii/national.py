@@ -53,7 +53,7 @@ NATIONAL_IDS: tuple[NationalId, ...] = (
     NationalId("EE_PERSONAL_CODE", "ee.ik", rf"{B}[1-6]{_d(10)}{E}", 0.3,
                ("isikukood", "personal code", "isikukoodi"), min_digits=11, min_run=11, runs=(11,)),
     NationalId("FI_HETU", "fi.hetu", rf"{B}{_d(6)}[\-+A-FU-Y]{_d(3)}[0-9A-Y]{E}", 0.8,
-               ("henkilötunnus", "hetu", "personbeteckning"), gate=r"\d{6}", min_digits=9, min_run=3, runs=(6,)),
+               ("henkilötunnus", "hetu", "personbeteckning"), min_digits=9, min_run=3, runs=(6,)),
     NationalId("FR_NIR", "fr.nir",
                rf"{B}[12] ?{_d(2)} ?(?:0[1-9]|1[0-2]|[2-9][0-9]) ?(?:[0-9]{{2}}|2[AB]) ?{_d(3)} ?"
                rf"{_d(3)} ?{_d(2)}{E}",
@@ -66,7 +66,7 @@ NATIONAL_IDS: tuple[NationalId, ...] = (
                 "identifikationsnummer", "tax id", "steuernummer"), min_digits=11, min_run=2, runs=(2, 5, 8, 11)),
     NationalId("GR_AMKA", "gr.amka", rf"{B}{_d(11)}{E}", 0.3, ("amka", "αμκα"), min_digits=11, min_run=11, runs=(11,)),
     NationalId("IE_PPS", "ie.pps", rf"{B}{_d(7)}[A-W][ABWTX]?{E}", 0.55,
-               ("pps", "ppsn", "personal public service"), gate=r"\d{7}", min_digits=7, min_run=7, runs=(7,)),
+               ("pps", "ppsn", "personal public service"), min_digits=7, min_run=7, runs=(7,)),
     NationalId("IT_FISCAL_CODE", "it.codicefiscale",
                rf"{B}[A-Z]{{6}}[0-9LMNPQRSTUV]{{2}}[A-EHLMPR-T][0-9LMNPQRSTUV]{{2}}[A-Z]"
                rf"[0-9LMNPQRSTUV]{{3}}[A-Z]{E}",
@@ -79,15 +79,15 @@ NATIONAL_IDS: tuple[NationalId, ...] = (
                ("bsn", "burgerservicenummer", "sofinummer", "sofi"), min_digits=9, min_run=2, runs=(4, 6, 9)),
     NationalId("PL_PESEL", "pl.pesel", rf"{B}{_d(11)}{E}", 0.3, ("pesel",), min_digits=11, min_run=11, runs=(11,)),
     NationalId("PT_CITIZEN_CARD", "pt.cc", rf"{B}{_d(8)} ?[0-9] ?[A-Z]{{2}}[0-9]{E}", 0.75,
-               ("cartão de cidadão", "cartao de cidadao", "cc"), gate=r"\d{8}", min_digits=10, min_run=8, runs=(8, 9)),
+               ("cartão de cidadão", "cartao de cidadao", "cc"), min_digits=10, min_run=8, runs=(8, 9)),
     NationalId("PT_NIF", "pt.nif", rf"{B}[1-35689]{_d(8)}{E}", 0.3,
                ("nif", "contribuinte", "número fiscal"), min_digits=9, min_run=9, runs=(9,)),
     NationalId("RO_CNP", "ro.cnp", rf"{B}[1-9]{_d(12)}{E}", 0.4, ("cnp", "cod numeric personal"), min_digits=13, min_run=13, runs=(13,)),
     NationalId("SI_EMSO", "si.emso", rf"{B}[0-3][0-9]{_d(11)}{E}", 0.4, ("emšo", "emso"), min_digits=13, min_run=13, runs=(13,)),
     NationalId("ES_DNI", "es.dni", rf"{B}{_d(8)}-?[A-Z]{E}", 0.6,
-               ("dni", "nif", "documento nacional", "documento de identidad"), gate=r"\d{8}", min_digits=8, min_run=8, runs=(8,)),
+               ("dni", "nif", "documento nacional", "documento de identidad"), min_digits=8, min_run=8, runs=(8,)),
     NationalId("ES_NIE", "es.nie", rf"{B}[XYZ]-?{_d(7)}-?[A-Z]{E}", 0.75,
-               ("nie", "extranjero"), gate=r"[XYZ]-?\d{7}", min_digits=7, min_run=7, runs=(7,)),
+               ("nie", "extranjero"), min_digits=7, min_run=7, runs=(7,)),
     NationalId("SE_PERSONNUMMER", "se.personnummer", rf"{B}(?:19|20)?{_d(6)}[\-+]{_d(4)}{E}",
                0.45, ("personnummer", "personnr"), min_digits=10, min_run=4, runs=(6, 8)),
     NationalId("JP_MY_NUMBER", "jp.in_", rf"{B}{_d(4)}[ \-]?{_d(4)}[ \-]?{_d(4)}{E}", 0.3,
@@ -97,8 +97,7 @@ NATIONAL_IDS: tuple[NationalId, ...] = (
     NationalId("EU_VAT", "eu.vat",
                rf"{B}(?:AT|BE|BG|CY|CZ|DE|DK|EE|EL|ES|FI|FR|HR|HU|IE|IT|LT|LU|LV|MT|NL|PL|PT|RO"
                rf"|SE|SI|SK) ?[0-9A-Z]{{8,12}}{E}",
-               0.6, ("vat", "ust-idnr", "umsatzsteuer", "tva", "iva", "btw", "mwst"),
-               gate=r"[A-Z]{2} ?\d{7}", min_digits=7, min_run=2),
+               0.6, ("vat", "ust-idnr", "umsatzsteuer", "tva", "iva", "btw", "mwst"), min_digits=7, min_run=2),
 )
 
 

@@ -191,10 +191,15 @@ class PatternRecognizer:
     def silent(self, ctx: TextContext, threshold: float) -> bool:
         """True when nothing this recognizer finds in the text can reach ``threshold``.
 
-        Without a context word a finding scores ``score`` at most (negative context only
-        lowers it), so a weak format with no context word anywhere in the text is skipped
-        before its pattern runs.
+        The cheap preconditions first (digit-run lengths, the gate); then, since without a
+        context word a finding scores ``score`` at most (negative context only lowers it), a
+        weak format with no context word anywhere in the text is skipped before its pattern
+        runs.
         """
+        if self.runs is not None and self.runs.isdisjoint(ctx.run_lengths()):
+            return True
+        if self._gate is not None and not ctx.gate(self._gate):
+            return True
         if self.score >= threshold and not self.context_required:
             return False
         return self._context_any is None or not ctx.gate(self._context_any, lower=True)
