@@ -30,12 +30,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import smtplib
 import ssl
 from collections.abc import Callable
+from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -64,16 +66,21 @@ class SmtpDeliveryError(TsubaError):
     code = "smtp"
 
 
+# A plain dot-atom address (no quoted local parts, comments or IP literals): all a
+# notification needs, and nothing a header could be smuggled through.
+_ADDR = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+
+
 def _address(text: str, what: str) -> Address:
-    if not isinstance(text, str) or any(c in text for c in "\r\n\0") or len(text) > 254:
-        raise InputError(f"{what} {text!r} is not an e-mail address")
-    try:
-        addr = Address(addr_spec=text.strip())
-    except (ValueError, IndexError) as exc:
-        raise InputError(f"{what} {text!r} is not an e-mail address: {exc}") from None
-    if not addr.username or "." not in addr.domain:
+    if not isinstance(text, str) or len(text) > 254 or not _ADDR.fullmatch(text.strip()):
         raise InputError(f"{what} {text!r} is not an e-mail address (user@domain.tld)")
-    return addr
+    try:
+        return Address(addr_spec=text.strip())
+    except (ValueError, IndexError, MessageError) as exc:
+        raise InputError(f"{what} {text!r} is not an e-mail address: {exc}") from None
 
 
 class SmtpConfig(BaseModel):
@@ -194,7 +201,7 @@ def build_message(cfg: SmtpConfig, params: dict[str, Any]) -> EmailMessage:
     msg["To"] = ", ".join(to)
     msg["Subject"] = subject
     msg["Date"] = formatdate(localtime=False, usegmt=True)
-    msg["Message-ID"] = make_msgid(idstring=digest, domain=cfg.from_address.split("@")[1])
+    msg["Message-ID"] = f"<tsuba.{digest}@{cfg.from_address.split('@')[1]}>"
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
     msg.set_content(text)
     return msg
@@ -416,12 +423,13 @@ def block_ip_action(platform: Platform, actor: str) -> FunctionAction:
 
 def quarantine_model_action(platform: Platform, actor: str) -> FunctionAction:
     """Stop a registered model version from being served (``name:version``)."""
-    from tsuba.models.registry import Registry  # noqa: PLC0415
+    from tsuba.models.registry import ModelRef, Registry  # noqa: PLC0415
 
     registry = Registry(platform.engine, actor=actor, emit=platform.record)
 
     def quarantine(params: dict[str, Any]) -> str:
-        ref = _param(params, "model", "quarantine_model", "'{alert.group.model}:1'")
+        text = _param(params, "model", "quarantine_model", "'{alert.group.model}:1'")
+        ref = str(ModelRef.parse(text, need_version=True))  # never "whichever is newest"
         reason = str(params.get("reason") or "quarantined by a playbook")
         if registry.get(ref).status == "quarantined":
             return f"model {ref} was already quarantined"
