@@ -641,3 +641,75 @@ def test_gateway_refuses_blocked_addresses_and_principals(world: World, home: Pa
                 assert denied.status_code == 401 and "disabled" in denied.text
         finally:
             gw_platform.close()
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+ALL_STEPS = """
+id: full-response
+title: Every built-in action
+author: carol
+version: "2"
+steps:
+  - {id: note, action: incident_note, params: {incident: "{incident.id}", text: "seen"}}
+  - {id: hook, action: webhook, params: {url: "https://hooks.example.org/x", text: "P1"}}
+  - {id: mail, action: email, params: {to: soc@example.org, subject: "incident {incident.id}",
+     text: "from {alert.src_ip}"}}
+  - {id: revoke, action: revoke_api_key, params: {prefix: "{alert.group.credential_id}"}}
+  - {id: rotate, action: rotate_api_key, params: {prefix: "{alert.group.credential_id}"}}
+  - {id: principal, action: block_principal, params: {principal: "{alert.actor}"},
+     when: {alert.group.actor: {exists: true}}}
+  - {id: ip, action: block_ip, approval: auto,
+     params: {ip: "{alert.src_ip}", for: 24h, incident: "{incident.id}"}}
+  - {id: model, action: quarantine_model, params: {model: "llama:1", reason: "r"}}
+  - {id: key, action: rotate_key, params: {key: data, from_version: 1}}
+"""
+
+
+def test_cli_dry_run_lists_every_action_with_its_rendered_parameters(
+    cli, home: Path, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    monkeypatch.setenv("TSUBA_DATABASE_URL", db_url)
+    assert cli("init").code == 0
+    now = dt.datetime.now(dt.UTC)
+    lines = [json.dumps({"time": (now - dt.timedelta(minutes=30 - i)).isoformat(),
+                         "class": "authentication", "outcome": "success", "actor": "svc",
+                         "src_ip": f"10.0.0.{i + 1}", "credential_id": "tsk_" + "b" * 13})
+             for i in range(6)]
+    lines.append(json.dumps({"time": (now - dt.timedelta(minutes=5)).isoformat(),
+                             "class": "authentication", "outcome": "success", "actor": "svc",
+                             "src_ip": "203.0.113.50", "credential_id": "tsk_" + "b" * 13}))
+    events = tmp_path / "leak.jsonl"
+    events.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    filed = cli("soar", "ingest", str(events), "--format", "json").json()["alerts"]
+    incident = str(filed[0]["incident"])
+    pb = tmp_path / "full.yaml"
+    pb.write_text(ALL_STEPS, encoding="utf-8")
+
+    plan = cli("soar", "playbook", "run", str(pb), "--incident", incident, "--dry-run",
+               "--format", "json")
+    assert plan.code == 0, plan
+    steps = {s["step"]: s for s in plan.json()["steps"]}
+    assert [s["status"] for s in steps.values()] == ["planned"] * 5 + ["skipped"] + \
+        ["planned"] * 3
+    assert steps["mail"]["params"] == {"to": "soc@example.org",
+                                       "subject": f"incident {incident}",
+                                       "text": "from 203.0.113.50"}
+    assert steps["rotate"]["params"] == {"prefix": "tsk_" + "b" * 13}
+    assert steps["principal"]["params"] == {"principal": "svc"}  # shown, though skipped
+    assert steps["ip"]["params"] == {"ip": "203.0.113.50", "for": "24h", "incident": incident}
+    assert "pre-approved by playbook:full-response@2 by carol" in steps["ip"]["detail"]
+    assert "second person" in steps["key"]["detail"] and "second person" not in \
+        steps["mail"]["detail"]
+    text = cli("soar", "playbook", "run", str(pb), "--incident", incident, "--dry-run")
+    assert text.code == 0 and "203.0.113.50" in text.stdout and "quarantine_model" in \
+        text.stdout
+    exported = tmp_path / "full.json"
+    exported.write_text(cli("soar", "playbook", "export", str(pb)).stdout, encoding="utf-8")
+    back = cli("soar", "playbook", "import", str(exported))
+    assert back.code == 0 and "approval: auto" in back.stdout and "author: carol" in back.stdout
+    # nothing was done by the dry runs
+    assert cli("soar", "show", incident, "--format", "json").json()["history"][-1][
+        "action"] == "open"

@@ -401,7 +401,9 @@ def playbook_run_cmd(
         emit_json({"playbook": spec.id, "incident": incident, "dry_run": dry_run,
                    "steps": rows})
     else:
-        emit(rows, fmt, columns=["step", "action", "status", "params", "detail"])
+        shown = [{**r, "params": json.dumps(r["params"], ensure_ascii=False, default=str)}
+                 for r in rows]
+        emit(shown, fmt, columns=["step", "action", "status", "params", "detail"])
     if any(r.status in ("failed", "needs_approval") for r in results):
         raise typer.Exit(1)
 

@@ -307,7 +307,11 @@ class PlaybookRunner:
         action = self.actions[step.action]
         where = f"playbook {playbook.id!r} step {step.id!r}"
         if step.when is not None and not _holds(step.when, context):
-            return StepResult(step.id, step.action, "skipped", {}, "condition not met")
+            shown: dict[str, Any] = {}
+            if dry_run:  # show what it would have done, where the incident says enough
+                with contextlib.suppress(InputError):
+                    shown = _render(step.params, context, where)
+            return StepResult(step.id, step.action, "skipped", shown, "condition not met")
         params = _render(step.params, context, where)
         key = hashlib.sha256(json.dumps(
             [playbook.id, step.id, incident.id, params], sort_keys=True, default=str
