@@ -402,6 +402,11 @@ class SoarSettings(_Section):
     # One loop per database: the holder renews a lease; others wait as standby.
     lease_seconds: float = Field(default=15.0, ge=2, le=600)
     sinks: list[SiemSinkSettings] = []
+    # A sink that keeps failing is retried with backoff doubling up to the maximum (events
+    # wait, in order, and show as lag); only after this many attempts is an event set aside
+    # as a dead letter.  The defaults ride out about an hour of SIEM outage.
+    siem_max_attempts: int = Field(default=70, ge=1, le=1_000_000)
+    siem_backoff_max_seconds: float = Field(default=60.0, gt=0, le=3600)
     ingest_enabled: bool = True  # POST /v1/soar/ingest/{falco,trivy}
     ingest_max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
     trivy_min_severity: Literal["low", "medium", "high", "critical"] = "high"
