@@ -50,6 +50,7 @@ from tsuba.gateway.guards import (
     Verdict,
     register_kind,
 )
+from tsuba.gateway.streaming import json_escape
 from tsuba.guards import injection, leaks, pii, secrets
 from tsuba.guards.anonymize import MappingStore, restore
 from tsuba.guards.anonymize.store import SqlMappingStore
@@ -418,11 +419,6 @@ def _restore_field(obj: dict[str, Any], key: str, fn: Callable[[str], str]) -> b
         return False
     obj[key] = new
     return True
-
-
-def json_escape(value: str) -> str:
-    """``value`` as the inside of a JSON string."""
-    return orjson.dumps(value).decode()[1:-1]
 
 
 def conversation_for(

@@ -287,7 +287,7 @@ class StreamRestoration:
         key = (index, number if isinstance(number, int) else 0)
         restorer = self._args.get(key)
         if restorer is None:
-            restorer = self._args[key] = StreamRestorer(self.mapping, escape=_json_escape)
+            restorer = self._args[key] = StreamRestorer(self.mapping, escape=json_escape)
         return {**call, "function": {**fn, "arguments": restorer.feed(args)}}
 
     def _flush_calls(self, index: int, delta: dict[str, Any]) -> dict[str, Any]:
@@ -310,5 +310,6 @@ class StreamRestoration:
         return {**self._template, "choices": [choice]}
 
 
-def _json_escape(value: str) -> str:
+def json_escape(value: str) -> str:
+    """``value`` as the inside of a JSON string."""
     return orjson.dumps(value).decode()[1:-1]

@@ -15,12 +15,15 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import httpx
 import openai
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from inference_support import ServerThread, Stack, StackFactory, free_port
 from sqlalchemy import select, update
 
@@ -28,6 +31,8 @@ from tsuba.core.config import load_settings
 from tsuba.core.errors import ConfigError
 from tsuba.core.events import EventClass
 from tsuba.gateway.content_guards import build_pseudonyms
+from tsuba.gateway.streaming import StreamRestoration
+from tsuba.guards.anonymize import restore
 from tsuba.guards.anonymize.store import PseudonymRow
 
 REDIS_URL = os.environ.get("TSUBA_TEST_REDIS_URL")
@@ -378,3 +383,47 @@ def test_bad_pseudonymize_config_names_the_key(
 ) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_settings(home, gateway={"guards": [guard]})
+
+
+_MAP = {"<PERSON_1>": 'Olga "O" Brandt', "<EMAIL_ADDRESS_1>": "o@example.net"}
+_BITS = st.sampled_from(["<PERSON_1>", "<EMAIL_ADDRESS_1>", "<PERSON_4>", "<", "<PER",
+                         "SON_1>", "hi ", "x<y", "_1>", "é", "\n"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(bits=st.lists(_BITS, max_size=25), cuts=st.lists(st.integers(0, 300), max_size=10),
+       route=st.sampled_from(["chat", "completions"]))
+def test_stream_restoration_over_any_chunking(
+    bits: list[str], cuts: list[int], route: str
+) -> None:
+    text = "".join(bits)
+    bounds = sorted({0, len(text), *(c for c in cuts if c <= len(text))})
+    restoration = StreamRestoration(_MAP, route)
+    key = "text" if route == "completions" else "content"
+    out: list[str] = []
+    args_out: list[str] = []
+    args = json.dumps({"who": text})
+    for a, b in pairwise(bounds):
+        if route == "chat":
+            delta: dict[str, Any] = {"content": text[a:b]}
+            chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        else:
+            chunk = {"choices": [{"index": 0, "text": text[a:b], "finish_reason": None}]}
+        got = restoration.feed(chunk)["choices"][0]
+        out.append(got["delta"]["content"] if route == "chat" else got[key])
+    if route == "chat":  # arguments cut at the same places, then the finish chunk
+        for a, b in pairwise(sorted({0, len(args), *(c for c in cuts if c <= len(args))})):
+            call = {"index": 0, "function": {"arguments": args[a:b]}}
+            got = restoration.feed({"choices": [{"index": 0, "delta": {"tool_calls": [call]},
+                                                 "finish_reason": None}]})
+            args_out.append(got["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"])
+        end = restoration.feed({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        delta = end["choices"][0]["delta"]
+        out.append(delta.get("content") or "")
+        args_out.extend(c["function"]["arguments"] for c in delta.get("tool_calls") or ())
+        assert json.loads("".join(args_out)) == {"who": restore(text, _MAP)}
+    for chunk in restoration.finish():
+        out.append(chunk["choices"][0].get(key) or chunk["choices"][0]["delta"]["content"])
+    unknown: list[str] = []
+    assert "".join(out) == restore(text, _MAP, unknown=unknown)
+    assert set(restoration.unknown) == set(unknown)  # e.g. <PERSON_4>, or "<" + "SON_1>"
