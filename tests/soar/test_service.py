@@ -302,3 +302,34 @@ def test_gateway_request_summaries_are_read_as_authentication_events() -> None:
     plain = SecurityEvent.from_dict({"class": "authentication", "outcome": "success",
                                      "credential_id": "tsk_a"})
     assert authentication_view(plain) == [plain]
+
+
+def test_a_sink_outage_waits_as_lag_and_delivers_in_order_after(
+    open_platform: Callable[..., Platform], home: Path
+) -> None:
+    target = home / "siem" / "events.ndjson"
+    target.mkdir(parents=True)  # a directory where the file should be: every write fails
+    platform = open_platform(sinks=[{"kind": "ndjson_file", "target": "siem/events.ndjson",
+                                     "name": "file"}], siem_backoff_max_seconds=0.2)
+    service = _service(platform).start()
+    try:
+        assert service.wait_active(30)
+        sent = [SecurityEvent.from_dict({"class": "api_activity", "message": f"call {i}"})
+                for i in range(5)]
+        for event in sent:
+            platform.record(event)
+        status = wait_for(lambda: (s := loop_status(platform.engine))["errors"].get(
+            "soar.siem.file") and s, "the outage in the status")
+        [sub] = [s for s in status["subscribers"] if s["name"] == "soar.siem.file"]
+        assert sub["lag"] >= 1 and sub["dead_letters"] == 0
+        target.rmdir()  # the sink comes back
+        lines = wait_for(lambda: target.is_file() and len(
+            target.read_text().splitlines()) >= 5 and target.read_text().splitlines(),
+            "delivery after the outage")
+        ids = [json.loads(line)["metadata"]["uid"] for line in lines]
+        assert ids[:5] == [e.id for e in sent]
+        wait_for(lambda: [s for s in loop_status(platform.engine)["subscribers"]
+                          if s["name"] == "soar.siem.file" and s["lag"] == 0
+                          and s["dead_letters"] == 0], "the sink to catch up")
+    finally:
+        service.stop()

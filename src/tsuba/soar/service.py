@@ -402,7 +402,7 @@ class ResponseService:
         self.registry = registry
         self.poll_interval = poll_interval
         self._collectors: list[Collector] = []
-        self._bus: Bus | None = None
+        self._buses: list[Bus] = []
         self._sinks: list[Sink] = []
         self._stop = threading.Event()
         self._active = threading.Event()
@@ -492,29 +492,38 @@ class ResponseService:
     def _activate(self) -> None:
         platform = self.platform
         self._since = datetime.now(UTC)
-        bus = Bus(platform.engine, poll_interval=self.poll_interval)
+        # A storage outage of minutes must not dead-letter detections or playbook runs.
+        bus = Bus(platform.engine, poll_interval=self.poll_interval, max_attempts=20,
+                  backoff_max=30.0)
         detect = DetectHandler(DetectionEngine(self.rules), self.incidents, platform.record)
         bus.subscribe(DETECT, _Tracked(DETECT, detect, self.health), start="latest")
         runner = _AlertRunner(self.incidents, self.actions, emit=platform.record)
         handler = PlaybookHandler(runner, self.playbooks, platform.record, self.health)
         bus.subscribe(PLAYBOOKS, _Tracked(PLAYBOOKS, handler, self.health),
                       classes=[EventClass.INCIDENT_FINDING], start="latest")
+        buses = [bus]
         sinks: list[Sink] = []
-        for cfg in self.settings.sinks:
-            sink, encode = build_sink(cfg, platform.settings.home)
-            sinks.append(sink)
-            bus.subscribe(cfg.subscriber,
-                          _Tracked(cfg.subscriber, SiemForwarder(sink, encode), self.health),
-                          min_severity=cfg.min_severity, start="latest")
-        self._bus, self._sinks = bus.start(), sinks
+        if self.settings.sinks:
+            # SIEM delivery has its own patience: an outage waits as lag, in order.
+            siem = Bus(platform.engine, poll_interval=self.poll_interval,
+                       max_attempts=self.settings.siem_max_attempts,
+                       backoff_max=self.settings.siem_backoff_max_seconds)
+            buses.append(siem)
+            for cfg in self.settings.sinks:
+                sink, encode = build_sink(cfg, platform.settings.home)
+                sinks.append(sink)
+                siem.subscribe(cfg.subscriber, _Tracked(
+                    cfg.subscriber, SiemForwarder(sink, encode), self.health),
+                    min_severity=cfg.min_severity, start="latest")
+        self._buses, self._sinks = [b.start() for b in buses], sinks
         self._next_sla = 0.0
         self._active.set()
         log.info("response loop active as %s", self.holder)
 
     def _deactivate(self) -> None:
         self._active.clear()
-        bus, self._bus = self._bus, None
-        if bus is not None:
+        buses, self._buses = self._buses, []
+        for bus in buses:
             stuck = bus.stop()
             if stuck:
                 log.error("response loop: subscriber(s) %s did not stop in time", stuck)
@@ -542,8 +551,9 @@ class ResponseService:
         self.health.note("sla", last_check_at=_iso(datetime.now(UTC)))
 
     def _health(self) -> dict[str, Any]:
-        bus = self._bus
-        subscribers = bus.status() if bus is not None else {}
+        subscribers: dict[str, dict[str, Any]] = {}
+        for bus in list(self._buses):
+            subscribers.update(bus.status())
         parts = self.health.snapshot()
         for name, state in subscribers.items():
             parts.setdefault(name, {"handled": 0, "errors": 0}).update(
