@@ -339,14 +339,19 @@ class PseudonymScope:
         self.unknown: list[str] = []
         self._touched = per_request
 
-    def assign(self, entity_type: str, value: str) -> str:
-        if not self._touched:  # the session is in use again: keep its earlier placeholders
+    def _touch(self) -> None:
+        """The session is in use again: its placeholders live as long as it does."""
+        if not self._touched:
             self.owner.store.touch(self.key)
             self._touched = True
+
+    def assign(self, entity_type: str, value: str) -> str:
+        self._touch()
         return self.owner.store.placeholder_for(self.key, entity_type, value)
 
     def load(self) -> dict[str, str]:
         """Read the conversation's mapping (in a worker thread: it does I/O)."""
+        self._touch()  # also on turns that add no value: the history still holds placeholders
         self.mapping = self.owner.store.mapping(self.key)
         return self.mapping
 

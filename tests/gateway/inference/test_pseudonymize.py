@@ -15,6 +15,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -251,6 +252,15 @@ def test_a_session_keeps_its_placeholders_and_its_history_pseudonymous(
         rows = conn.execute(select(T.c.session_id, T.c.value)).all()
     assert len(rows) == 2 and all(b"Olga" not in bytes(v) for _s, v in rows)
     assert sid not in {s for s, _v in rows}  # the bearer session id is never stored
+    soon = datetime.now(UTC) + timedelta(seconds=60)
+    with stack.platform.engine.begin() as conn:
+        conn.execute(update(T).values(expires_at=soon))
+    client.chat.completions.create(  # a turn with nothing to pseudonymize still extends them
+        model="demo", messages=[{"role": "user", "content": "thanks"}],
+        extra_headers={"x-tsuba-session-id": sid})
+    with stack.platform.engine.connect() as conn:
+        expiries = conn.execute(select(T.c.expires_at)).scalars().all()
+    assert all(e > soon + timedelta(minutes=30) for e in expiries)
     # What deleting the session calls: every worker's store is this one (the database).
     pseudonyms = build_pseudonyms(stack.settings.gateway.guards, stack.platform, 3600.0)
     assert pseudonyms is not None and pseudonyms.drop_session(sid) == 2
