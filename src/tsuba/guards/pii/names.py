@@ -72,14 +72,37 @@ def _spans(places: dict[str, str]) -> dict[str, int]:
     return spans
 
 
+_BETWEEN = " \t,:;\"'“”-"  # what may stand between a cue and the word it introduces
+
+
+class _Cues:
+    """Cue words, and whether one ends a text (only spaces or punctuation after it)."""
+
+    __slots__ = ("_endings", "_pattern")
+
+    def __init__(self, words: tuple[str, ...]) -> None:
+        self._pattern = words_pattern(words)
+        self._endings = tuple(w.lower() for w in words)
+
+    def end(self, before: str) -> bool:
+        if self._pattern is None:
+            return False
+        # No cue word ends in a character allowed between, so a cue that counts ends exactly
+        # where those start: without such an ending the pattern need not run at all.
+        if not before.rstrip(_BETWEEN).endswith(self._endings):
+            return False
+        return any(not before[m.end() :].strip(_BETWEEN) for m in self._pattern.finditer(before))
+
+
 _UPPER = (
     "A-ZÀ-ÖØ-ÞĀĂĄĆĈĊČĎĐĒĔĖĘĚĜĞĠĢĤĦĨĪĬĮİĲĴĶĹĻĽĿŁŃŅŇŊŌŎŐŒŔŖŘŚŜŞŠŢŤŦŨŪŬŮŰŲŴŶŸŹŻŽ"
 )
 _CAPWORD = rf"[{_UPPER}](?:[^\W\d_]|['’\-](?=[^\W\d_])){{0,40}}"
 _CONNECTOR_RE = "(?:van|von|der|den|de|da|das|del|della|di|du|le|la|bin|ibn|al|el|ter|ten|zu|dos|y|e)"
 # A run of capitalised words, initials ("J.") and name particles between them.
+# The leading capital comes before the look-behind so the scan can skip to capitals.
 _CAP_RUN = re.compile(
-    rf"(?<![\w'’\-])(?:[{_UPPER}]\.|{_CAPWORD})"
+    rf"[{_UPPER}](?<![\w'’\-].)(?:\.|(?:[^\W\d_]|['’\-](?=[^\W\d_])){{0,40}})"
     rf"(?:[ ](?:{_CONNECTOR_RE}[ ]){{0,2}}(?:[{_UPPER}]\.|{_CAPWORD})){{0,5}}"
 )
 # Running prose right before a word: "... to town, Derrick" but not "Not Found".
@@ -98,7 +121,7 @@ mme mme. mlle m. señor señora señorita sr sr. sra sra. srta don doña signor 
 sig.ra dott. dott dottore dottoressa mevrouw meneer dhr. mevr. capt. capt lt. col. rev. rev
 """.split()
 )
-NAME_CUES = words_pattern(
+NAME_CUES = _Cues(
     (
         "my name is", "name is", "named", "called", "i am", "i'm", "this is", "dear", "hi",
         "hello", "contact", "signed", "regards", "sincerely", "by", "with", "ask", "tell",
@@ -110,7 +133,7 @@ NAME_CUES = words_pattern(
         "daughter", "mother", "father", "brother", "sister", "friend", "colleague",
     )
 )
-PLACE_CUES = words_pattern(
+PLACE_CUES = _Cues(
     (
         "in", "from", "to", "at", "near", "visit", "visiting", "visited", "travel", "travelling",
         "traveling", "moved", "live", "lives", "living", "born", "city", "town", "country",
@@ -181,6 +204,8 @@ class NameRecognizer:
                     break
             while j > 1 and not toks[j - 1].cap:
                 j -= 1  # never end on a connector
+            if j - first == 1 and _nothing_alone(gz, toks[first].key):
+                continue
             yield from self._run(text, ctx, gz, toks, i=first, j=j)
         if ctx.language == "ja" or _CJK_RUN.search(text):
             yield from self._japanese(text, gz)
@@ -257,7 +282,7 @@ class NameRecognizer:
         if titled or (len(run) == 1 and run[0].text.isupper() and len(run[0].text) <= 4):
             return None  # NHS, EMP, USA-style acronyms are not read as town names
         key = " ".join(t.key for t in run)
-        cue = PLACE_CUES is not None and _ends_with_cue(PLACE_CUES, before)
+        cue = PLACE_CUES.end(before)
         ambiguous = key in gz.common or (
             len(run) == 1 and (key in gz.first or key in gz.surnames)
         )
@@ -292,7 +317,7 @@ class NameRecognizer:
         sur = [k in gz.surnames and k not in gz.common for k in keys]
         unknown = [not (f or s) and k not in gz.common and k not in gz.places
                    for k, f, s in zip(keys, first, sur, strict=True)]
-        cue = NAME_CUES is not None and _ends_with_cue(NAME_CUES, before)
+        cue = NAME_CUES.end(before)
         allcaps = all(t.text.isupper() and len(t.text) > 1 for t in run)
         n = len(run)
         if titled:
@@ -354,6 +379,9 @@ class NameRecognizer:
                 k += hit or 1
 
 
-def _ends_with_cue(pattern: re.Pattern[str], before: str) -> bool:
-    """Whether a cue ends right before the candidate (only spaces or punctuation between)."""
-    return any(not before[m.end() :].strip(" \t,:;\"'“”-") for m in pattern.finditer(before))
+def _nothing_alone(gz: Gazetteer, key: str) -> bool:
+    """Whether a one-word run can yield nothing: a title, or an ordinary word that is no
+    place (``_run`` drops both before it weighs anything)."""
+    if key in TITLES or key + "." in TITLES:
+        return True
+    return key in gz.common and key not in gz.places
