@@ -713,3 +713,28 @@ def test_cli_dry_run_lists_every_action_with_its_rendered_parameters(
     # nothing was done by the dry runs
     assert cli("soar", "show", incident, "--format", "json").json()["history"][-1][
         "action"] == "open"
+
+
+def test_cli_blocklist_add_list_remove(
+    cli, home: Path, db_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TSUBA_DATABASE_URL", db_url)
+    assert cli("init").code == 0
+    added = cli("soar", "blocklist", "add", "203.0.113.0/24", "--reason", "scanner",
+                "--for", "2h", "--format", "json")
+    assert added.code == 0, added
+    assert added.json()["created"] and added.json()["expires_at"] is not None
+    again = cli("soar", "blocklist", "add", "203.0.113.0/24", "--reason", "x")
+    assert again.code == 0 and "already blocked" in again.stdout
+    listed = cli("soar", "blocklist", "list", "--format", "json").json()
+    assert [(b["network"], b["reason"]) for b in listed] == [("203.0.113.0/24", "scanner")]
+    wide = cli("soar", "blocklist", "add", "0.0.0.0/0", "--reason", "x")
+    assert wide.code == 2 and wide.stderr.startswith("error: ") and "too wide" in wide.stderr
+    assert cli("soar", "blocklist", "remove", "203.0.113.0/24").code == 0
+    gone = cli("soar", "blocklist", "remove", "203.0.113.0/24")
+    assert gone.code == 2 and "not on the block list" in gone.stderr
+    assert cli("soar", "blocklist", "list", "--format", "json").json() == []
+    audit = cli("audit", "tail", "-n", "20", "--format", "json").json()
+    changes = [r["event"]["attributes"].get("change") for r in audit
+               if r["event"].get("resource", "").startswith("ip/")]
+    assert changes == ["block_ip", "unblock_ip"]

@@ -34,6 +34,7 @@ from tsuba.core.events import SecurityEvent, Severity
 from tsuba.core.identity import parse_duration, parse_instant
 from tsuba.core.platform import Platform
 from tsuba.soar.actions import builtin_actions
+from tsuba.soar.blocklist import block_network, list_blocked, unblock_network
 from tsuba.soar.external import falco_alerts, trivy_alert
 from tsuba.soar.incidents import (
     ACTIVE,
@@ -424,6 +425,62 @@ def playbook_import_cmd(
     spec = load_playbook(document)
     data = spec.model_dump(mode="json", exclude_defaults=False)
     sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+
+
+blocklist_app = typer.Typer(
+    help="Addresses the gateway refuses (what the block_ip playbook action adds).",
+    no_args_is_help=True,
+)
+app.add_typer(blocklist_app, name="blocklist")
+NetworkArg = Annotated[str, typer.Argument(help="An address (203.0.113.9) or network "
+                                           "(203.0.113.0/24).")]
+
+
+@blocklist_app.command("list")
+def blocklist_list_cmd(home: HomeOption = None, fmt: FormatOption = Format.text) -> None:
+    """The blocks in force."""
+    cfg = settings(home)
+    with Platform.open(cfg) as platform:
+        rows = [b.to_dict() for b in list_blocked(platform.engine)]
+    emit(rows, fmt, columns=["network", "reason", "blocked_by", "blocked_at", "expires_at",
+                             "incident_id"])
+
+
+@blocklist_app.command("add")
+def blocklist_add_cmd(
+    network: NetworkArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the record.")],
+    for_: Annotated[
+        str | None, typer.Option("--for", help="Lift it after this long (e.g. 24h).")
+    ] = None,
+    home: HomeOption = None,
+    fmt: FormatOption = Format.text,
+) -> None:
+    """Refuse requests from an address or network at every gateway (within a second)."""
+    expires = datetime.now(UTC) + parse_duration(for_) if for_ else None
+    cfg = settings(home)
+    with Platform.open(cfg) as platform:
+        entry, created = block_network(platform.engine, network, reason=reason,
+                                       actor=local_actor(), expires_at=expires,
+                                       emit=platform.record)
+    if fmt is Format.json:
+        emit_json({**entry.to_dict(), "created": created})
+    else:
+        out.print(f"{entry.network} {'blocked' if created else 'was already blocked'}",
+                  highlight=False, markup=False)
+
+
+@blocklist_app.command("remove")
+def blocklist_remove_cmd(network: NetworkArg, home: HomeOption = None) -> None:
+    """Lift a block."""
+    cfg = settings(home)
+    with Platform.open(cfg) as platform:
+        removed = unblock_network(platform.engine, network, actor=local_actor(),
+                                  emit=platform.record)
+    if not removed:
+        raise InputError(f"{network} is not on the block list (see 'tsuba soar blocklist "
+                         "list')")
+    out.print(f"block of {network} lifted", highlight=False, markup=False)
 
 
 def _since(text: str | None) -> datetime | None:

@@ -391,7 +391,6 @@ def block_ip_action(platform: Platform, actor: str) -> FunctionAction:
     or until lifted."""
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from tsuba.core.events import EventClass, Outcome, SecurityEvent, Severity  # noqa: PLC0415
     from tsuba.core.identity import parse_duration  # noqa: PLC0415
     from tsuba.soar.blocklist import block_network  # noqa: PLC0415
 
@@ -406,17 +405,10 @@ def block_ip_action(platform: Platform, actor: str) -> FunctionAction:
         reason = str(params.get("reason") or (
             f"incident {incident_id}" if incident_id else "a playbook step"))
         entry, created = block_network(platform.engine, ip, reason=reason, actor=actor,
-                                       expires_at=expires, incident_id=incident_id)
+                                       expires_at=expires, incident_id=incident_id,
+                                       emit=platform.record)
         until = f" until {entry.expires_at.isoformat()}" if entry.expires_at else ""
-        if not created:
-            return f"{entry.network} was already blocked{until}"
-        platform.record(SecurityEvent(
-            event_class=EventClass.ENTITY_MANAGEMENT, activity="create",
-            severity=Severity.MEDIUM, actor=actor, resource=f"ip/{entry.network}",
-            outcome=Outcome.SUCCESS, message=f"blocked {entry.network}{until}: {reason}",
-            attributes={"change": "block_ip", "block": entry.to_dict()},
-        ))
-        return f"{entry.network} blocked{until}"
+        return f"{entry.network} {'blocked' if created else 'was already blocked'}{until}"
 
     return _function(block, destructive=True)
 

@@ -8,7 +8,9 @@ When the list cannot be read the check raises (fail closed), like the key and po
 checks beside it.
 
 Networks wider than /8 (IPv4) or /32 (IPv6) are refused: a playbook filling in an address
-from an alert must never be able to shut the gateway to everyone.
+from an alert must never be able to shut the gateway to everyone.  The gateway checks the
+address its server reports (the TCP peer): behind a proxy that is the proxy's, so block
+there, or have the proxy refuse the client.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from tsuba.core.errors import ConflictError, InputError
+from tsuba.core.events import EventClass, Outcome, SecurityEvent, Severity
 from tsuba.core.storage.engine import reader, storage_error
 from tsuba.soar.models import BlockedIpRow
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _WIDEST = {4: 8, 6: 32}
 _WHAT = "IP block list"
+Emit = Callable[[SecurityEvent], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +76,37 @@ def _info(row: BlockedIpRow) -> BlockedNetwork:
                           row.expires_at, row.incident_id)
 
 
+def _event(activity: str, entry: BlockedNetwork, actor: str, message: str) -> SecurityEvent:
+    return SecurityEvent(
+        event_class=EventClass.ENTITY_MANAGEMENT, activity=activity, severity=Severity.MEDIUM,
+        actor=actor, resource=f"ip/{entry.network}", outcome=Outcome.SUCCESS, message=message,
+        attributes={"change": "block_ip" if activity == "create" else "unblock_ip",
+                    "block": entry.to_dict()},
+    )
+
+
 def block_network(
     engine: Engine, network: str, *, reason: str, actor: str,
     expires_at: datetime | None = None, incident_id: int | None = None,
+    emit: Emit | None = None,
 ) -> tuple[BlockedNetwork, bool]:
     """Block ``network``; returns the entry and whether this call blocked it.
 
     An entry that is still in force is left as it is (the call reports it was already
-    blocked); an expired one is renewed.
+    blocked); an expired one is renewed.  ``emit`` hears of a change after its commit.
     """
+    entry, created = _block(engine, network, reason=reason, actor=actor,
+                            expires_at=expires_at, incident_id=incident_id)
+    if created and emit is not None:
+        until = f" until {entry.expires_at.isoformat()}" if entry.expires_at else ""
+        emit(_event("create", entry, actor, f"blocked {entry.network}{until}: {reason}"))
+    return entry, created
+
+
+def _block(
+    engine: Engine, network: str, *, reason: str, actor: str,
+    expires_at: datetime | None, incident_id: int | None,
+) -> tuple[BlockedNetwork, bool]:
     net = str(parse_network(network))
     now = datetime.now(UTC)
     if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
@@ -107,16 +133,22 @@ def block_network(
         raise storage_error(exc, _WHAT) from exc
 
 
-def unblock_network(engine: Engine, network: str) -> bool:
+def unblock_network(
+    engine: Engine, network: str, *, actor: str = "system", emit: Emit | None = None,
+) -> bool:
     """Lift a block; False when ``network`` was not blocked."""
     net = str(parse_network(network))
+    entry = blocked_entry(engine, net)
     try:
         with Session(engine) as s, s.begin():
             result = cast(CursorResult[Any], s.execute(
                 delete(BlockedIpRow).where(BlockedIpRow.network == net)))
-            return result.rowcount > 0
+            removed = result.rowcount > 0
     except sa_exc.DBAPIError as exc:
         raise storage_error(exc, _WHAT) from exc
+    if removed and emit is not None and entry is not None:
+        emit(_event("delete", entry, actor, f"lifted the block of {net}"))
+    return removed
 
 
 def blocked_entry(engine: Engine, network: str) -> BlockedNetwork | None:
