@@ -333,3 +333,55 @@ def test_a_sink_outage_waits_as_lag_and_delivers_in_order_after(
                           and s["dead_letters"] == 0], "the sink to catch up")
     finally:
         service.stop()
+
+
+def test_soar_serve_processes_take_turns_on_one_database(
+    home: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any],
+) -> None:
+    """Two real ``tsuba soar serve`` processes: one loop, one standby that takes over."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TSUBA_")}
+    env.update(TSUBA_HOME=str(home), TSUBA_SOAR__LEASE_SECONDS="2")
+    if not db_url.startswith("sqlite"):
+        monkeypatch.setenv("TSUBA_DATABASE_URL", db_url)
+        env["TSUBA_DATABASE_URL"] = db_url
+    init_home(home)
+
+    def serve() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "tsuba.cli.main", "soar", "serve"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def holder() -> str | None:
+        result = cli("soar", "status", "--format", "json", "--home", str(home))
+        data = result.json()
+        return data["holder"] if result.code == 0 else None
+
+    first = serve()
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        held = wait_for(lambda: (h := holder()) and f":{first.pid}:" in h and h,
+                        "the first loop to hold the lease", 60)
+        second = serve()
+        assert second.stderr is not None
+        assert b"active once it holds the lease" in second.stderr.readline()  # it has tried
+        renewed = cli("soar", "status", "--format", "json", "--home", str(home)).json()
+        for _ in range(2):  # two renewals by the first while the second stands by
+            renewed = wait_for(lambda r=renewed: (n := cli(
+                "soar", "status", "--format", "json", "--home", str(home)).json())[
+                "renewed_at"] != r["renewed_at"] and n, "a renewal")
+        assert renewed["holder"] == held and second.poll() is None
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0  # a clean stop hands the lease back
+        wait_for(lambda: (h := holder()) and f":{second.pid}:" in h, "the standby to take over",
+                 60)
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+    stopped = cli("soar", "status", "--format", "json", "--home", str(home))
+    assert stopped.code == 1 and stopped.json()["state"] == "stopped"
