@@ -385,3 +385,30 @@ def test_soar_serve_processes_take_turns_on_one_database(
                 proc.wait(30)
     stopped = cli("soar", "status", "--format", "json", "--home", str(home))
     assert stopped.code == 1 and stopped.json()["state"] == "stopped"
+
+
+def test_open_incidents_past_their_response_time_are_escalated_on_a_timer(
+    open_platform: Callable[..., Platform],
+) -> None:
+    platform = open_platform(respond_within_seconds={"P1": 0.5}, sla_check_seconds=0.2)
+    _key, prefix = _principal_with_key(platform)
+    service = _service(platform).start()
+    try:
+        assert service.wait_active(30)
+        platform.record(_leak(prefix))
+        incidents = IncidentService(platform.engine)
+        [incident] = wait_for(incidents.list, "the incident")
+        escalated = wait_for(lambda: incidents.get(incident.id).escalated_at,
+                             "the SLA escalation")
+        assert escalated > incident.respond_due_at
+        checks = read_lease(platform.engine).health["parts"]["sla"]["handled"]  # type: ignore[union-attr]
+        wait_for(lambda: read_lease(platform.engine).health["parts"]["sla"][  # type: ignore[union-attr]
+            "handled"] >= checks + 3, "more SLA checks")
+        after = incidents.get(incident.id)
+        assert after.sla_breached
+        assert [h["action"] for h in after.history].count("escalate") == 1  # once
+        events = wait_for(lambda: [e for e in _events(platform)
+                                   if e.attributes.get("action") == "escalate"], "the event")
+        assert events[0].severity.name == "HIGH"
+    finally:
+        service.stop()
