@@ -289,7 +289,7 @@ def _problems(data: dict[str, Any]) -> str:
      "activity_name: activity_id is 99 (Other), so activity_name must name it"),
     (lambda d: d.update(activity_id=42, type_uid=300242), "activity_id: 42 is not one of"),
     (lambda d: d.update(time=d["time"] // 1000), "not epoch milliseconds"),
-    (lambda d: d.update(time="2026-03-01T12:00:00Z"), "time: '2026-03-01T12:00:00Z' is not"),
+    (lambda d: d.update(time="2026-03-01T12:00:00Z"), 'time: "2026-03-01T12:00:00Z" is not'),
     (lambda d: d.update(category_uid=6), "category_uid: 3 was expected"),
     (lambda d: d["metadata"].update(version="1.3.0"), "checked against OCSF 1.8.0"),
     (lambda d: d["metadata"].pop("product"), "metadata: 'product' is a required property"),
@@ -345,6 +345,7 @@ def test_nested_captions_and_finding_requirements() -> None:
 @pytest.mark.parametrize("data", [
     [], "event", None, {}, {"class_uid": "3002"}, {"class_uid": True}, {"class_uid": 9999},
     {"class_uid": 3002, "metadata": "x"}, {"class_uid": 3002, "metadata": {"profiles": "x"}},
+    {"class_uid": 3002, 7: "a key that is not a string"},
 ])
 def test_malformed_input_is_reported_not_raised(data: Any) -> None:
     problems = validate(data)
