@@ -253,6 +253,32 @@ def test_an_expired_block_lapses_and_can_be_renewed(world: World) -> None:
     assert created and entry.expires_at is None and check.blocked("192.0.2.7") is not None
 
 
+def test_the_cached_check_agrees_with_a_plain_scan(engine: Any) -> None:
+    """Random networks of every prefix length and addresses in and around them: the
+    per-prefix tables give the answer a scan of every network gives."""
+    import random
+
+    rng = random.Random(20261125)
+    nets: list[Any] = []
+    for _ in range(300):
+        v6 = rng.random() < 0.3
+        bits, widest = (128, 32) if v6 else (32, 8)
+        prefix = rng.randint(widest, bits)
+        base = (0x20010DB8 << 96) if v6 else (10 << 24)
+        value = base | rng.getrandbits(bits - (32 if v6 else 8))
+        net = ipaddress.ip_network((value >> (bits - prefix) << (bits - prefix), prefix))
+        nets.append(net)
+        block_network(engine, str(net), reason="r", actor="t")
+    check = IpBlocklist(engine, refresh_seconds=60)
+    unique = {str(n): n for n in nets}.values()
+    probes = [n.network_address + rng.randrange(n.num_addresses) for n in nets]
+    probes += [n.network_address - 1 for n in nets if int(n.network_address) > 0]
+    probes += [ipaddress.ip_address(rng.getrandbits(32)) for _ in range(500)]
+    for addr in probes:
+        expected = any(addr in n for n in unique)
+        assert (check.blocked(str(addr)) is not None) is expected, addr
+
+
 @given(st.ip_addresses())
 @settings(max_examples=200, deadline=None)
 def test_parse_network_accepts_every_address_as_a_host(addr: Any) -> None:

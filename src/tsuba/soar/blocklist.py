@@ -176,7 +176,11 @@ def list_blocked(engine: Engine, *, at: datetime | None = None) -> list[BlockedN
 
 
 class IpBlocklist:
-    """The gateway's check: is this client address blocked?  Cached, thread-safe."""
+    """The gateway's check: is this client address blocked?  Cached, thread-safe.
+
+    Entries are kept in one hash table per prefix length, so a check costs one lookup per
+    distinct prefix length in the list (a handful), however many entries there are.
+    """
 
     def __init__(
         self, engine: Engine, *, refresh_seconds: float = 1.0,
@@ -189,13 +193,13 @@ class IpBlocklist:
         self._clock = clock
         self._lock = threading.Lock()
         self._loaded_at: float | None = None
-        self._hosts: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, BlockedNetwork] = {}
-        self._networks: list[tuple[Network, BlockedNetwork]] = []
+        # (IP version, prefix length, {network prefix bits: entry}), longest prefix first
+        self._tables: list[tuple[int, int, dict[int, BlockedNetwork]]] = []
 
     def blocked(self, client_ip: str) -> BlockedNetwork | None:
         """The entry that blocks ``client_ip``, or None (also for an empty or odd address)."""
         self._refresh()
-        if not client_ip:
+        if not client_ip or not self._tables:
             return None
         try:
             addr = ipaddress.ip_address(client_ip)
@@ -203,13 +207,21 @@ class IpBlocklist:
             return None
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped
-        now = datetime.now(UTC)
-        entry = self._hosts.get(addr)
-        if entry is None:
-            entry = next((e for net, e in self._networks if addr in net), None)
-        if entry is None or (entry.expires_at is not None and entry.expires_at <= now):
-            return None
-        return entry
+        value, version = int(addr), addr.version
+        bits = 32 if version == 4 else 128
+        now: datetime | None = None
+        for table_version, prefix, table in self._tables:
+            if table_version != version:
+                continue
+            entry = table.get(value >> (bits - prefix))
+            if entry is None:
+                continue
+            if entry.expires_at is None:
+                return entry
+            now = now or datetime.now(UTC)
+            if entry.expires_at > now:
+                return entry
+        return None
 
     def invalidate(self) -> None:
         with self._lock:
@@ -223,12 +235,12 @@ class IpBlocklist:
         with self._lock:
             if self._loaded_at is not None and now - self._loaded_at < self._every:
                 return
-            hosts: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, BlockedNetwork] = {}
-            networks: list[tuple[Network, BlockedNetwork]] = []
+            tables: dict[tuple[int, int], dict[int, BlockedNetwork]] = {}
             for entry in list_blocked(self._engine):  # raises StorageError: fail closed
                 net = ipaddress.ip_network(entry.network)
-                if net.num_addresses == 1:
-                    hosts[net.network_address] = entry
-                else:
-                    networks.append((net, entry))
-            self._hosts, self._networks, self._loaded_at = hosts, networks, now
+                bits = 32 if net.version == 4 else 128
+                key = int(net.network_address) >> (bits - net.prefixlen)
+                tables.setdefault((net.version, net.prefixlen), {})[key] = entry
+            self._tables = [(v, p, t) for (v, p), t in
+                            sorted(tables.items(), key=lambda item: -item[0][1])]
+            self._loaded_at = now
