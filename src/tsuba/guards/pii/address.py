@@ -29,7 +29,7 @@ EN_STREET_TYPES = (
 _EN_TYPES = "|".join(sorted((re.escape(t) for t in EN_STREET_TYPES), key=len, reverse=True))
 _UNIT = r"(?:,?[ \t]*(?:\n[ \t]*)?(?:apt\.?|apartment|suite|ste\.?|unit|flat|floor|fl\.?|room|#)[ \t]*[0-9]{1,5}[A-Za-z]?)"
 _EN = (
-    rf"(?<![\w\-])[0-9]{{1,6}}[A-Za-z]?[ \t]+(?:{_NAME}[ \t]+){{1,4}}(?i:{_EN_TYPES})\.?(?![\w])"
+    rf"[0-9](?<![\w\-].)[0-9]{{0,5}}[A-Za-z]?[ \t]+(?:{_NAME}[ \t]+){{1,4}}(?i:{_EN_TYPES})\.?(?![\w])"
     rf"{_UNIT}?"
 )
 _DE_SUFFIX = (
@@ -46,7 +46,7 @@ _DE_SEPARATE = (
     rf"(?:[ \t]+{_NAME})?[ \t]+[0-9]{{1,4}}[a-z]?(?![\w])"
 )
 _FR = (
-    r"(?<![\w])[0-9]{1,4}(?:[ \t]?(?:bis|ter))?,?[ \t]+(?i:rue|avenue|av\.|boulevard|bd|place|"
+    r"[0-9](?<![\w].)[0-9]{0,3}(?:[ \t]?(?:bis|ter))?,?[ \t]+(?i:rue|avenue|av\.|boulevard|bd|place|"
     r"chemin|allée|impasse|quai|route|cours|square|passage|voie|faubourg|rond-point)[ \t]+"
     rf"(?:(?:de la|de l'|du|des|de|d'|la|le|les|l')[ \t]?)?{_NAME}(?:[ \t]+(?:{_NAME}|de|du|des|la|le)){{0,4}}"
 )
@@ -68,6 +68,16 @@ _JP = (
     r"(?:(?:丁目|番地?|号|[\-ー－])(?:[0-9０-９]{1,4})?){0,4}"
 )
 _JP_POSTAL = r"〒[ \t]?[0-9]{3}-[0-9]{4}"
+# Literals the patterns above cannot match without (checked with ``in`` before they run).
+_DE_WORDS = ("Am", "An der", "Auf der", "Im", "In der", "Zum", "Zur", "Unter den")
+_ES_IT_WORDS = (
+    "Calle", "C/", "Avenida", "Avda", "Paseo", "Plaza", "Pza.", "Camino", "Carretera", "Ctra.",
+    "Ronda", "Travesía", "Callejón", "Rúa", "Via", "Piazza", "Corso", "Largo", "Vicolo",
+    "Strada", "Rua", "Avenue",
+)
+_PO_WORDS = ("Box", "PSC", "Unit", "Postfach", "BP", "Apartado", "Casella postale")
+_UNIT_WORDS = ("Apt.", "Apartment", "Suite")
+_JP_WORDS = ("北海道", "東京都", "京都府", "大阪府", "県")
 # What may follow a street on the same address: ", City, ST 12345", "\n10115 Berlin", ...
 _TAIL = re.compile(
     r"(?:,?[ \t]*\n?[ \t]*(?:,[ \t]*)?"
@@ -115,22 +125,26 @@ class AddressRecognizer:
     min_digits = 1  # every address pattern holds a house number or a postcode
 
     def __init__(self) -> None:
-        self._patterns: list[tuple[re.Pattern[str], float, str, bool]] = [
-            (re.compile(_EN), 0.7, "house number and street type", True),
-            (re.compile(_SUFFIX_STREET), 0.6, "street name ending in a street word", True),
-            (re.compile(_DE_SEPARATE), 0.6, "German street with house number", True),
-            (re.compile(_FR), 0.7, "French street with house number", True),
-            (re.compile(_ES_IT), 0.7, "Spanish/Italian street with house number", True),
-            (re.compile(_PO_BOX), 0.5, "post office box", True),
-            (re.compile(_UNIT_ONLY), 0.55, "apartment or suite number", False),
-            (re.compile(_JP), 0.75, "Japanese address", False),
-            (re.compile(_JP_POSTAL), 0.7, "Japanese postal code", False),
+        # (pattern, score, explanation, absorbs the lines after it, literals one of which
+        # every match holds: a text with none of them skips the pattern)
+        self._patterns: list[tuple[re.Pattern[str], float, str, bool, tuple[str, ...]]] = [
+            (re.compile(_EN), 0.7, "house number and street type", True, ()),
+            (re.compile(_SUFFIX_STREET), 0.6, "street name ending in a street word", True, ()),
+            (re.compile(_DE_SEPARATE), 0.6, "German street with house number", True, _DE_WORDS),
+            (re.compile(_FR), 0.7, "French street with house number", True, ()),
+            (re.compile(_ES_IT), 0.7, "Spanish/Italian street with house number", True, _ES_IT_WORDS),
+            (re.compile(_PO_BOX), 0.5, "post office box", True, _PO_WORDS),
+            (re.compile(_UNIT_ONLY), 0.55, "apartment or suite number", False, _UNIT_WORDS),
+            (re.compile(_JP), 0.75, "Japanese address", False, _JP_WORDS),
+            (re.compile(_JP_POSTAL), 0.7, "Japanese postal code", False, ("〒",)),
         ]
 
     def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
         if ctx.digits()[0] == 0:
             return  # every address pattern holds a house number or a postcode
-        for pattern, score, why, tail in self._patterns:
+        for pattern, score, why, tail, needs in self._patterns:
+            if needs and not any(word in text for word in needs):
+                continue
             for m in pattern.finditer(text):
                 start, end = m.span()
                 if tail:

@@ -170,11 +170,13 @@ class Analyzer:
         ctx = TextContext(text, language)
         digits, run = ctx.digits()
         found: list[Finding] = []
-        for rec, min_digits, min_run, pattern in self._steps():
+        lengths = ctx.run_lengths()
+        for rec, min_digits, min_run, runs, pattern in self._steps():
             if (
                 # A recognizer whose matches hold more digits than the text has cannot match.
                 min_digits > digits
                 or min_run > run
+                or (runs is not None and runs.isdisjoint(lengths))
                 or (rec.languages is not None and language not in rec.languages)
                 or (wanted is not None and wanted.isdisjoint(rec.entities))
                 or (pattern is not None and pattern.silent(ctx, threshold))
@@ -202,15 +204,18 @@ class _Step(NamedTuple):
     recognizer: Recognizer
     min_digits: int  # ASCII digits every match holds at least
     min_run: int  # and the longest run of them in a match at least
+    runs: frozenset[int] | None  # a match holds a maximal digit run of one of these lengths
     pattern: PatternRecognizer | None  # the recognizer again when it can tell it is silent
 
     @classmethod
     def of(cls, rec: Recognizer) -> _Step:
+        pattern = rec if isinstance(rec, PatternRecognizer) else None
         return cls(
             rec,
             int(getattr(rec, "min_digits", 0)),
             int(getattr(rec, "min_run", 0)),
-            rec if isinstance(rec, PatternRecognizer) else None,
+            pattern.runs if pattern is not None else None,
+            pattern,
         )
 
 

@@ -101,7 +101,8 @@ class DateRecognizer:
         yield from self._textual(text, ctx)
         for match in _JAPANESE.finditer(text) if "年" in text else ():
             yield self._finding(ctx, match.start(), match.end(), 0.8, "Japanese date")
-        if _YEAR_CUE is not None:
+        # A bare year is a maximal run of exactly four ASCII digits (its edges say so).
+        if _YEAR_CUE is not None and 4 in ctx.run_lengths():
             for match in _BARE_YEAR.finditer(text):
                 before = ctx.before(match.start(), 16)
                 cue = _YEAR_CUE.search(before)
