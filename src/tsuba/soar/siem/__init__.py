@@ -1,4 +1,5 @@
-"""Security events in the forms SIEMs read: CEF, RFC 5424 syslog, Elastic ECS, Splunk HEC."""
+"""Security events in the forms SIEMs read: OCSF (checked against its schema), CEF,
+RFC 5424 syslog, Elastic ECS, Splunk HEC."""
 
 from tsuba.soar.siem.formats import (
     cef,
@@ -7,5 +8,8 @@ from tsuba.soar.siem.formats import (
     splunk_hec,
     syslog_5424,
 )
+from tsuba.soar.siem.ocsf_schema import InvalidOcsfEvent
+from tsuba.soar.siem.ocsf_schema import validate as validate_ocsf
 
-__all__ = ["cef", "ecs", "ecs_bulk", "splunk_hec", "syslog_5424"]
+__all__ = ["InvalidOcsfEvent", "cef", "ecs", "ecs_bulk", "splunk_hec", "syslog_5424",
+           "validate_ocsf"]
