@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -52,7 +55,7 @@ from tsuba.gateway.guards import (
 )
 from tsuba.gateway.streaming import json_escape
 from tsuba.guards import injection, leaks, pii, secrets
-from tsuba.guards.anonymize import MappingStore, restore
+from tsuba.guards.anonymize import MappingStore, MemoryMappingStore, restore
 from tsuba.guards.anonymize.store import SqlMappingStore
 from tsuba.guards.injection.session import (
     ConversationRisk,
@@ -309,19 +312,42 @@ class Pseudonyms:
     """The gateway's side of pseudonymization: one shared mapping store, scoped per request.
 
     ``scope`` names the conversation's mapping: the session (by a hash of its id, which is a
-    bearer secret and never stored) or, without sessions, the one request.
+    bearer secret and never stored), kept in the shared store because any worker may serve
+    the next turn; or, without sessions, the one request, whose answer comes back through
+    the worker that sent it: that mapping stays in the request's memory and is never written.
     """
 
-    def __init__(self, store: MappingStore, guard: str) -> None:
+    # A session's mapping is kept 10% longer than the session and touched by each worker at
+    # most once per tenth of the TTL: it always outlives its session, at one write a while.
+    MARGIN = 0.1
+    MAX_TRACKED = 100_000
+
+    def __init__(self, store: MappingStore, guard: str, ttl_seconds: float = 3600.0) -> None:
         self.store = store
         self.guard = guard
+        self._touch_every = ttl_seconds * self.MARGIN
+        self._touched: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def touch(self, key: str) -> None:
+        """Extend a session's mapping, unless this worker did so within the margin."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._touched.get(key)
+            if last is not None and now - last < self._touch_every:
+                return
+        self.store.touch(key)
+        with self._lock:
+            self._touched[key] = now
+            self._touched.move_to_end(key)
+            while len(self._touched) > self.MAX_TRACKED:
+                self._touched.popitem(last=False)
 
     def scope(self, session_id: str | None, request_id: str) -> PseudonymScope:
         if session_id is not None:
             key = "tss." + hashlib.sha256(session_id.encode()).hexdigest()[:48]
             return PseudonymScope(self, key, per_request=False)
-        key = "req." + hashlib.sha256(request_id.encode()).hexdigest()[:48]
-        return PseudonymScope(self, key, per_request=True)
+        return PseudonymScope(self, "request", per_request=True)
 
     def drop_session(self, session_id: str) -> int:
         """Forget a session's values now (call when the session is deleted)."""
@@ -335,6 +361,7 @@ class PseudonymScope:
         self.owner = owner
         self.key = key
         self.per_request = per_request
+        self.store: MappingStore = MemoryMappingStore() if per_request else owner.store
         self.mapping: dict[str, str] = {}
         self.unknown: list[str] = []
         self._touched = per_request
@@ -342,23 +369,23 @@ class PseudonymScope:
     def _touch(self) -> None:
         """The session is in use again: its placeholders live as long as it does."""
         if not self._touched:
-            self.owner.store.touch(self.key)
+            self.owner.touch(self.key)
             self._touched = True
 
     def assign(self, entity_type: str, value: str) -> str:
         self._touch()
-        return self.owner.store.placeholder_for(self.key, entity_type, value)
+        return self.store.placeholder_for(self.key, entity_type, value)
 
     def load(self) -> dict[str, str]:
         """Read the conversation's mapping (in a worker thread: it does I/O)."""
         self._touch()  # also on turns that add no value: the history still holds placeholders
-        self.mapping = self.owner.store.mapping(self.key)
+        self.mapping = self.store.mapping(self.key)
         return self.mapping
 
     def end(self) -> None:
         """A request-scoped mapping is no longer needed once the answer is out."""
         if self.per_request:
-            self.owner.store.drop(self.key)
+            self.store.drop(self.key)
 
     def restore_text(self, text: str) -> str:
         return restore(text, self.mapping, unknown=self.unknown)
@@ -471,7 +498,7 @@ def build_pseudonyms(
                 f"gateway.guards['{other.name}'].store differs from guard '{first.name}': "
                 "every pseudonymize guard must use the same mapping store"
             )
-    ttl = timedelta(seconds=ttl_seconds)
+    ttl = timedelta(seconds=ttl_seconds * (1 + Pseudonyms.MARGIN))
     store: MappingStore
     if first.store == "redis":
         from tsuba.guards.anonymize.redis_store import RedisMappingStore  # noqa: PLC0415
@@ -481,7 +508,7 @@ def build_pseudonyms(
         )
     else:
         store = SqlMappingStore(platform.engine, platform.keys, ttl=ttl)
-    return Pseudonyms(store, first.name)
+    return Pseudonyms(store, first.name, ttl_seconds)
 
 
 def register() -> None:
