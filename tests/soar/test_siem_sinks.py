@@ -28,6 +28,7 @@ from tsuba.soar.siem.sinks import (
     RotatingFileSink,
     SiemForwarder,
     SyslogSink,
+    dead_letter_to,
     hec_line,
     ocsf_line,
 )
@@ -274,6 +275,35 @@ def test_invalid_ocsf_is_dead_lettered_with_its_problems(engine: Engine, http_ur
     # The bus's notice about it is a Detection Finding, and valid: the SIEM hears of it.
     [notice] = docs[3:]
     assert notice["class_uid"] == 2004 and stale.id in notice["message"] + json.dumps(notice)
+
+
+def test_invalid_ocsf_is_dead_lettered_at_once_on_a_patient_bus(
+    engine: Engine, http_url: str
+) -> None:
+    """A bus that retries for an hour (an outage is only lag) must not spend that hour on an
+    event that no retry can fix, holding up everything after it."""
+    bus = Bus(engine, poll_interval=0.05, max_attempts=70, backoff_initial=30,
+              backoff_max=60)
+    stale = _stale()
+    good = [ev(i, actor=f"a{i}") for i in range(3)]
+    forwarder = SiemForwarder(HttpSink(http_url), "ocsf",
+                              on_invalid=dead_letter_to(bus.store, "siem.ocsf"))
+    try:
+        bus.subscribe("siem.ocsf", forwarder)
+        bus.start()
+        bus.publish_many([good[0], stale, *good[1:]])
+        assert bus.drain(20)
+    finally:
+        bus.stop(timeout=5)
+    docs = [json.loads(b) for b in _Http.bodies]
+    assert [d["metadata"]["uid"] for d in docs[:3]] == [e.id for e in good]
+    assert all(validate(d) == [] for d in docs)
+    [dead] = bus.store.dead_letters("siem.ocsf")
+    assert (dead.event_id, dead.attempts) == (stale.id, 1)
+    assert dead.error.startswith("InvalidOcsfEvent:") and "not epoch milliseconds" in dead.error
+    [notice] = docs[3:]
+    assert notice["class_uid"] == 2004 and "not epoch milliseconds" in notice["message"]
+    assert (forwarder.sent, forwarder.invalid) == (4, 1)
 
 
 def test_validation_can_be_turned_off_per_forwarder(engine: Engine, http_url: str) -> None:

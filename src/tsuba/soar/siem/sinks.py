@@ -10,9 +10,12 @@ Sinks: rotated NDJSON files, syslog over UDP, TCP or TLS (RFC 5425/6587 octet co
 streams), and HTTP (OCSF JSON, Splunk HEC, Elastic bulk).
 
 The forms that carry OCSF (``ocsf`` and ``hec``) check each event against the OCSF schema
-first (``validate=True``, the default): an event that does not conform is never sent; the
-encoder raises :class:`InvalidOcsfEvent` naming every problem, so the bus dead-letters it
-with those problems and publishes a notice, as for any event a sink cannot take.
+first (``validate=True``, the default): an event that does not conform is never sent.  The
+encoder raises :class:`InvalidOcsfEvent` naming every problem; by default the bus retries
+and then dead-letters it like any event a sink cannot take.  Retrying cannot fix it, and
+on a bus tuned to ride out long outages it would hold up every later event, so a forwarder
+given ``on_invalid=dead_letter_to(bus.store, name)`` dead-letters it at once instead, with
+the problems as the error and the bus's usual notice.
 """
 
 from __future__ import annotations
@@ -23,19 +26,22 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Literal, Protocol
 
 import httpx
 
-from tsuba.core.bus import Delivery
+from tsuba.core.bus import Delivery, OutboxRecord, OutboxStore, dead_letter_notice, is_notice
 from tsuba.core.errors import InputError, UpstreamError
 from tsuba.core.events import SecurityEvent
 from tsuba.soar.siem.formats import cef, ecs_bulk, splunk_hec, syslog_5424
-from tsuba.soar.siem.ocsf_schema import check
+from tsuba.soar.siem.ocsf_schema import InvalidOcsfEvent, check
 
 Encoder = Callable[[SecurityEvent], bytes]
+InvalidHandler = Callable[[Delivery, InvalidOcsfEvent], None]
+_MAX_ERROR = 2000  # what the bus keeps of an error
 
 
 class Sink(Protocol):
@@ -188,24 +194,54 @@ ENCODERS: dict[str, Encoder] = {
 _OCSF_FORMS: dict[str, Callable[..., bytes]] = {"ocsf": ocsf_line, "hec": hec_line}
 
 
+def dead_letter_to(store: OutboxStore, subscriber: str) -> InvalidHandler:
+    """An ``on_invalid`` for :class:`SiemForwarder`: the event goes to ``subscriber``'s
+    dead letters at once, its problems as the error, with the bus's notice about it."""
+
+    def record(delivery: Delivery, exc: InvalidOcsfEvent) -> None:
+        event = delivery.event
+        error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+        row = OutboxRecord(
+            position=delivery.position, event_id=event.id,
+            event_class=event.event_class.value, severity=int(event.severity),
+            event_time=event.time, published_at=datetime.now(UTC), payload=delivery.payload,
+        )
+        notice = None if is_notice(event) else dead_letter_notice(
+            subscriber, delivery.position, event, error, delivery.attempt)
+        store.dead_letter(subscriber, row, error=error, attempts=delivery.attempt,
+                          notice=notice)
+
+    return record
+
+
 class SiemForwarder:
     """A bus handler sending each event, encoded, to one sink; a failure raises for a retry.
 
     ``validate=False`` sends OCSF forms unchecked: for a receiver that takes extensions
-    or an older schema, never to let malformed events through.
+    or an older schema, never to let malformed events through.  ``on_invalid`` takes an
+    event that fails the check instead of raising (see :func:`dead_letter_to`).
     """
 
     def __init__(self, sink: Sink, encode: Encoder | str = "ocsf", *,
-                 validate: bool = True) -> None:
+                 validate: bool = True, on_invalid: InvalidHandler | None = None) -> None:
         if isinstance(encode, str):
             if encode not in ENCODERS:
                 raise InputError(f"unknown SIEM form {encode!r} (one of "
                                  f"{', '.join(ENCODERS)})")
             encode = (partial(_OCSF_FORMS[encode], validate=validate)
                       if encode in _OCSF_FORMS else ENCODERS[encode])
-        self.sink, self.encode = sink, encode
+        self.sink, self.encode, self.on_invalid = sink, encode, on_invalid
         self.sent = 0
+        self.invalid = 0
 
     def __call__(self, delivery: Delivery) -> None:
-        self.sink.send(self.encode(delivery.event))
+        try:
+            payload = self.encode(delivery.event)
+        except InvalidOcsfEvent as exc:
+            if self.on_invalid is None:
+                raise
+            self.on_invalid(delivery, exc)
+            self.invalid += 1
+            return
+        self.sink.send(payload)
         self.sent += 1
