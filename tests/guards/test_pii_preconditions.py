@@ -1,0 +1,165 @@
+"""The cheap preconditions that let the analyzer skip work never change what it reports.
+
+Each shortcut (digit-run lengths, context words for weak formats, literals an address pattern
+needs, cue endings, the month-name gate, validator reordering) is checked against the plain
+computation it replaces, on generated text.
+"""
+
+# ruff: noqa: RUF001  (look-alike letters are what the month gate must fold)
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stdnum import iban, luhn
+
+from tsuba.guards.pii import Analyzer, address, analyze, default_recognizers, names
+from tsuba.guards.pii.dates import _TEXTUAL
+from tsuba.guards.pii.patterns import _CARD_PREFIXES, B, E, valid_card, valid_iban
+from tsuba.guards.pii.recognizer import PatternRecognizer, TextContext
+
+PATTERNS = [r for r in default_recognizers() if isinstance(r, PatternRecognizer)]
+WITH_RUNS = [r for r in PATTERNS if r.runs is not None]
+WEAK = [r for r in PATTERNS if r.score < 0.5 or r.context_required]
+LOOKAROUND = re.compile(r"\(\?<?[!=](?:\[(?:\\.|[^\]])*\]|\\.|[^()\[])*(?:\([^()]*\))?[^()]*\)")
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+NOISE = st.text(alphabet="0123456789 -./:+abcXYZ\n", max_size=12)
+
+
+def _core(pattern: str) -> str:
+    """The pattern without its word edges and look-arounds, for generating matches."""
+    return LOOKAROUND.sub("", pattern.replace(B, "").replace(E, ""))
+
+
+def _raw(analyzer: Analyzer, text: str) -> list[tuple[int, int, str, float]]:
+    found = analyzer.analyze(text, min_score=0.0, resolve=False)
+    return sorted((f.start, f.end, f.entity_type, round(f.score, 6)) for f in found)
+
+
+@pytest.mark.parametrize("rec", WITH_RUNS, ids=lambda r: r.name)
+def test_digit_run_lengths_skip_only_texts_without_a_match(rec: PatternRecognizer) -> None:
+    plain = dataclasses.replace(rec, runs=None)
+
+    @FAST
+    @given(NOISE, st.from_regex(_core(rec.pattern), fullmatch=True), NOISE)
+    def check(before: str, value: str, after: str) -> None:
+        text = f"{before} {value} {after}"
+        assert _raw(Analyzer([rec]), text) == _raw(Analyzer([plain]), text)
+
+    check()
+
+
+@pytest.mark.parametrize("rec", WEAK, ids=lambda r: r.name)
+def test_weak_formats_skipped_without_context_report_what_they_would(
+    rec: PatternRecognizer,
+) -> None:
+    words = [*rec.context, "xx", "order"]
+
+    @FAST
+    @given(
+        st.lists(st.sampled_from(words), max_size=3),
+        st.from_regex(_core(rec.pattern), fullmatch=True),
+        st.sampled_from(["", " ", ": ", "x"]),
+    )
+    def check(context: list[str], value: str, glue: str) -> None:
+        text = " ".join(context) + glue + value + " end"
+        ctx = TextContext(text, "en")
+        expected = sorted(
+            (f.start, f.end, f.entity_type) for f in rec.analyze(text, ctx) if f.score >= 0.5
+        )
+        found = Analyzer([rec]).analyze(text, resolve=False)
+        got = sorted((f.start, f.end, f.entity_type) for f in found)
+        assert got == expected
+
+    check()
+
+
+NEEDY = [p for p in address.AddressRecognizer()._patterns if p[4]]
+
+
+@pytest.mark.parametrize("entry", NEEDY, ids=lambda p: p[2])
+def test_every_address_match_holds_a_needed_literal(entry: tuple) -> None:  # type: ignore[type-arg]
+    pattern, _, _, _, needs = entry
+
+    @FAST
+    @given(st.from_regex(_core(pattern.pattern), fullmatch=True))
+    def check(value: str) -> None:
+        for m in pattern.finditer(f" {value} "):
+            assert any(word in m.group() for word in needs)
+
+    check()
+
+
+def test_no_cue_word_ends_in_a_separator() -> None:
+    for cues in (names.NAME_CUES, names.PLACE_CUES):
+        for word in cues._endings:
+            assert word[-1] not in names._BETWEEN, word
+
+
+@FAST
+@given(
+    st.lists(
+        st.sampled_from(["my name is", "dear", "from", "in", "hi", "x", "idea", ",", " ", "-"]),
+        max_size=6,
+    )
+)
+def test_cue_endings_agree_with_the_full_cue_scan(parts: list[str]) -> None:
+    before = " ".join(parts)
+    for cues in (names.NAME_CUES, names.PLACE_CUES):
+        assert cues._pattern is not None
+        full = any(
+            not before[m.end() :].strip(names._BETWEEN) for m in cues._pattern.finditer(before)
+        )
+        assert cues.end(before) == full
+
+
+_OLD_CAP_RUN = re.compile(
+    rf"(?<![\w'’\-])(?:[{names._UPPER}]\.|{names._CAPWORD})"
+    rf"(?:[ ](?:{names._CONNECTOR_RE}[ ]){{0,2}}(?:[{names._UPPER}]\.|{names._CAPWORD})){{0,5}}"
+)
+
+
+@FAST
+@given(st.text(alphabet="AbZé' -.J\nÉvan dr", max_size=60))
+def test_capitalised_runs_scan_as_with_a_leading_look_behind(text: str) -> None:
+    new = [m.span() for m in names._CAP_RUN.finditer(text)]
+    assert new == [m.span() for m in _OLD_CAP_RUN.finditer(text)]
+
+
+@pytest.mark.parametrize(
+    "text", ["born on 3 ſeptember 2020", "Geburtstag: 3. MÄRZ 1990", "on aprıl 3, 2020"]
+)
+def test_month_gate_folds_like_ignorecase(text: str) -> None:
+    assert _TEXTUAL.search(text) is not None
+    assert any(f.entity_type == "DATE_TIME" for f in analyze(text, language="de"))
+
+
+def _old_card(value: str) -> bool:
+    digits = "".join(c for c in value if c.isdigit())
+    if not 12 <= len(digits) <= 19 or not luhn.is_valid(digits) or len(set(digits)) < 2:
+        return False
+    return any(len(digits) in n and digits.startswith(p) for p, n in _CARD_PREFIXES)
+
+
+@FAST
+@given(st.from_regex(r"[0-9](?:[ \-]?[0-9]){11,18}", fullmatch=True))
+def test_card_validator_order_does_not_change_the_verdict(value: str) -> None:
+    assert valid_card(value) == _old_card(value)
+
+
+@FAST
+@given(st.from_regex(r"[A-Za-z]{2}[0-9]{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}", fullmatch=True))
+def test_iban_country_look_up_does_not_change_the_verdict(value: str) -> None:
+    assert valid_iban(value) == bool(iban.is_valid(value))
+
+
+def test_valid_ibans_of_every_shape_pass() -> None:
+    for value in (
+        "DE89 3704 0044 0532 0130 00",
+        "gb82west12345698765432",
+        "FR1420041010050500013M02606",
+    ):
+        assert valid_iban(value)
