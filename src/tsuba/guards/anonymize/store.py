@@ -34,7 +34,7 @@ from tsuba.core.errors import InputError, StorageError
 from tsuba.core.identity.models import UTCDateTime
 from tsuba.core.keys import envelope
 from tsuba.core.keys.base import KeyKind, KeyManager
-from tsuba.core.storage import Base
+from tsuba.core.storage import Base, reader
 from tsuba.core.storage.engine import storage_error
 from tsuba.guards.anonymize import sealing
 from tsuba.guards.anonymize.operators import DEFAULT_HASH_KEY, PLACEHOLDER
@@ -82,6 +82,7 @@ class SqlMappingStore:
         if ttl <= timedelta(0):
             raise InputError("pseudonym store ttl must be positive")
         self._engine = engine
+        self._reader = reader(engine)  # reads take no write lock on SQLite
         self._keys = keys
         self.ttl = ttl
         self._kek = kek
@@ -112,7 +113,7 @@ class SqlMappingStore:
         check_session(session)
         now = at or _now()
         try:
-            with self._engine.connect() as conn:
+            with self._reader.connect() as conn:
                 rows = conn.execute(
                     select(_T.c.entity_type, _T.c.ordinal, _T.c.value).where(
                         _T.c.session_id == session, _T.c.expires_at > now
@@ -133,7 +134,7 @@ class SqlMappingStore:
             raise InputError(f"'{placeholder[:80]}' is not a placeholder like <PERSON_1>")
         check_session(session)
         try:
-            with self._engine.connect() as conn:
+            with self._reader.connect() as conn:
                 blob = conn.execute(
                     select(_T.c.value).where(
                         _T.c.session_id == session,
@@ -182,7 +183,7 @@ class SqlMappingStore:
     # -- internals -------------------------------------------------------------------------
     def _lookup(self, session: str, digest: bytes) -> str | None:
         try:
-            with self._engine.connect() as conn:
+            with self._reader.connect() as conn:
                 row = conn.execute(
                     select(_T.c.entity_type, _T.c.ordinal, _T.c.expires_at).where(
                         _T.c.value_digest == digest, _T.c.session_id == session
