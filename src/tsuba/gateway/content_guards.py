@@ -210,10 +210,14 @@ class ConversationInjectionGuard(InjectionGuard):
         self.risk = risk
         self._conversation_threshold = conversation_threshold
 
-    def converse(self, text: str, conversation: Conversation) -> list[Finding]:
+    def converse(
+        self, text: str, conversation: Conversation, *, remember: bool = True
+    ) -> list[Finding]:
         if not text.strip():
             return []
-        state = self.risk.observe(conversation.session, text, principal=conversation.principal)
+        state = self.risk.observe(
+            conversation.session, text, principal=conversation.principal, remember=remember
+        )
         over_turns = state.conversation_risk >= self._conversation_threshold
         # A payload split over turns: the message alone passes, read with the tail it does not.
         split = state.alone_score < self._threshold <= state.message_score

@@ -83,10 +83,13 @@ class Conversation:
 
 
 class ConversationGuard(Guard, Protocol):
-    def converse(self, text: str, conversation: Conversation) -> list[Finding]:
+    def converse(
+        self, text: str, conversation: Conversation, *, remember: bool = True
+    ) -> list[Finding]:
         """Findings for the newest user message read with its conversation (may do I/O).
 
-        A store that cannot be reached raises StorageError: the request is refused.
+        ``remember=False``: count the message but keep none of its text.  A store that
+        cannot be reached raises StorageError: the request is refused.
         """
         ...
 
@@ -200,7 +203,9 @@ class GuardChain:
     def converses(self) -> bool:
         return any(callable(getattr(g, "converse", None)) for g in self.guards)
 
-    def converse(self, text: str, conversation: Conversation) -> list[Finding]:
+    def converse(
+        self, text: str, conversation: Conversation, *, remember: bool = True
+    ) -> list[Finding]:
         """Run the conversation-aware guards; StorageError propagates (fail closed)."""
         found: list[Finding] = []
         for guard in self.guards:
@@ -208,7 +213,7 @@ class GuardChain:
             if not callable(converse):
                 continue
             try:
-                found.extend(converse(text, conversation))
+                found.extend(converse(text, conversation, remember=remember))
             except StorageError:
                 raise
             except Exception as exc:  # a broken guard blocks: never pass content unchecked

@@ -34,7 +34,7 @@ from tsuba.gateway import metrics as http_metrics
 from tsuba.gateway.content_guards import PseudonymScope, conversation_for, last_user_text
 from tsuba.gateway.context import Admission, AuthRequest, Identity
 from tsuba.gateway.errors import status_for
-from tsuba.gateway.guards import ContentBlocked, Conversation, GuardChain, Verdict
+from tsuba.gateway.guards import Assign, ContentBlocked, Conversation, GuardChain, Verdict
 from tsuba.gateway.pipeline import Exchange, Gateway
 from tsuba.gateway.sessions import HEADER as SESSION_HEADER
 from tsuba.gateway.sessions import Session
@@ -301,23 +301,26 @@ def _guard_input(
     scope: PseudonymScope | None = None,
     conversation: Conversation | None = None,
 ) -> None:
-    """Input guards; with a pseudonym scope or a conversation it does I/O (run in a thread)."""
+    """Input guards; with a pseudonym scope or a conversation it does I/O (run in a thread).
+
+    The conversation is scored after the messages were guarded, so the recent text it keeps
+    holds placeholders, not values; a message another guard blocked still counts as a
+    probe, but its text is not kept.
+    """
     assign = scope.assign if scope is not None else None
     if route == "chat":
+        try:
+            _guard_messages(gw, ex, body["messages"], chain, assign)
+        except ContentBlocked:
+            if conversation is not None:
+                chain.converse(last_user_text(body["messages"]), conversation, remember=False)
+            raise
         if conversation is not None:
             found = chain.converse(last_user_text(body["messages"]), conversation)
             if found:
                 ex.note_guard("input", found)
                 if any(f.verdict is Verdict.BLOCK for f in found):
                     raise ContentBlocked("input", found)
-        for msg in body["messages"]:
-            content = msg.get("content")
-            if isinstance(content, str):
-                msg["content"] = gw.guard_text(ex, chain, content, assign)
-            elif isinstance(content, list):
-                for part in content:
-                    if isinstance(part.get("text"), str):
-                        part["text"] = gw.guard_text(ex, chain, part["text"], assign)
         return
     key = "prompt" if route == "completions" else "input"
     value = body.get(key)
@@ -325,6 +328,19 @@ def _guard_input(
         body[key] = gw.guard_text(ex, chain, value, assign)
     elif isinstance(value, list) and value and isinstance(value[0], str):
         body[key] = [gw.guard_text(ex, chain, v, assign) for v in value]
+
+
+def _guard_messages(
+    gw: Gateway, ex: Exchange, messages: list[Any], chain: GuardChain, assign: Assign | None
+) -> None:
+    for msg in messages:
+        content = msg.get("content")
+        if isinstance(content, str):
+            msg["content"] = gw.guard_text(ex, chain, content, assign)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part.get("text"), str):
+                    part["text"] = gw.guard_text(ex, chain, part["text"], assign)
 
 
 def _guard_output(

@@ -172,3 +172,26 @@ def test_bad_conversation_settings_name_the_key(settings: dict[str, Any], messag
                             "options": {"conversation": True}}
     with pytest.raises(ConfigError, match=message):
         _injection(GuardSettings(**{**base, **settings}))
+
+
+def test_kept_conversation_text_holds_placeholders_not_values(
+    make_stack: StackFactory, redis_prefix: str
+) -> None:
+    import redis
+
+    pii_guard = {"name": "pii", "kind": "pii", "stage": "input", "action": "pseudonymize",
+                 "options": {"entities": ["PERSON", "EMAIL_ADDRESS"]}}
+    stack = make_stack(gateway={
+        "guards": [pii_guard,
+                   guard(store="redis", redis_url=REDIS_URL, redis_prefix=redis_prefix)],
+        "routes": {"chat": {"sessions": True}},
+    })
+    sdk(stack).chat.completions.create(model="demo", messages=[
+        {"role": "user", "content": "please write to olga.brandt@mailbox.example today"}])
+    client = redis.Redis.from_url(REDIS_URL or "")
+    try:
+        tails = [client.hget(k, "x") or b"" for k in client.scan_iter(match=redis_prefix + "*")]
+    finally:
+        client.close()
+    assert any(b"<EMAIL_ADDRESS_1>" in t for t in tails)
+    assert not any(b"olga" in t for t in tails)

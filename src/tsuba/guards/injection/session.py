@@ -332,9 +332,19 @@ class ConversationRisk:
         self._scorer = scorer or (lambda text, source: analyze(text, source).score)
 
     def observe(
-        self, session: str, text: str, *, principal: str | None = None, source: Source = "user"
+        self,
+        session: str,
+        text: str,
+        *,
+        principal: str | None = None,
+        source: Source = "user",
+        remember: bool = True,
     ) -> RiskState:
-        """Score one message in its conversation and update the accumulated risk."""
+        """Score one message in its conversation and update the accumulated risk.
+
+        ``remember=False`` counts the message without keeping its text in the tail (for a
+        message refused anyway, whose text should not be stored).
+        """
         skey = "s:" + session
         tail = self._sessions.read(skey, half_life=self._session_half_life, now=self._clock()).tail
         alone = self._scorer(text, source)
@@ -349,7 +359,7 @@ class ConversationRisk:
             half_life=self._session_half_life,
             ttl=self._ttl,
             now=now,
-            tail=text if source == "user" else None,
+            tail=text if source == "user" and remember else None,
         )
         principal_risk = 0.0
         if principal is not None:
