@@ -253,6 +253,41 @@ def test_an_expired_block_lapses_and_can_be_renewed(world: World) -> None:
     assert created and entry.expires_at is None and check.blocked("192.0.2.7") is not None
 
 
+def test_other_processes_see_a_change_within_their_refresh_and_only_then_reread(
+    engine: Any, db_url: str,
+) -> None:
+    """A checker on its own engine stands for another gateway process."""
+    from sqlalchemy import event
+
+    from tsuba.core.storage import open_engine
+
+    elsewhere = open_engine(db_url)
+    statements: list[str] = []
+    event.listen(elsewhere, "before_cursor_execute",
+                 lambda *args: statements.append(str(args[2]))
+                 if str(args[2]).startswith("SELECT") else None)
+    now = [100.0]
+    check = IpBlocklist(elsewhere, refresh_seconds=1.0, clock=lambda: now[0])
+    try:
+        assert check.blocked("192.0.2.8") is None
+        block_network(engine, "192.0.2.8", reason="r", actor="t")
+        assert check.blocked("192.0.2.8") is None  # within its refresh time
+        now[0] += 1.0
+        assert check.blocked("192.0.2.8") is not None
+        statements.clear()
+        for _ in range(3):
+            now[0] += 1.0
+            assert check.blocked("192.0.2.8") is not None
+        assert len(statements) == 3
+        assert all("soar_blocklist_version" in s and "soar_blocked_ips" not in s
+                   for s in statements)  # the version only: the list is unchanged
+        assert unblock_network(engine, "192.0.2.8")
+        now[0] += 1.0
+        assert check.blocked("192.0.2.8") is None
+    finally:
+        elsewhere.dispose()
+
+
 def test_the_cached_check_agrees_with_a_plain_scan(engine: Any) -> None:
     """Random networks of every prefix length and addresses in and around them: the
     per-prefix tables give the answer a scan of every network gives."""

@@ -1,9 +1,11 @@
 """Addresses the gateway refuses: a stored deny list and the cached check of each request.
 
 The list lives in one table (``soar_blocked_ips``) so that every gateway process, on any
-machine sharing the database, refuses the same addresses.  ``IpBlocklist`` keeps the whole
-list in memory and re-reads it at most every ``refresh_seconds`` (1 s by default): a block
-takes effect everywhere within that time, and a request pays a set lookup, not a query.
+machine sharing the database, refuses the same addresses.  Every change bumps a version
+row in its transaction.  ``IpBlocklist`` keeps the whole list in memory and reads the
+version at most every ``refresh_seconds`` (1 s by default), re-reading the list only when
+the version moved: a block takes effect everywhere within that time, a request pays a few
+hash lookups, not a query, and a long list is not re-parsed while it is unchanged.
 When the list cannot be read the check raises (fail closed), like the key and policy
 checks beside it.
 
@@ -19,6 +21,7 @@ import ipaddress
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -27,15 +30,18 @@ from sqlalchemy import CursorResult, Engine, delete, or_, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from tsuba.core.errors import ConflictError, InputError
+from tsuba.core.errors import ConflictError, InputError, StorageError
 from tsuba.core.events import EventClass, Outcome, SecurityEvent, Severity
 from tsuba.core.storage.engine import reader, storage_error
-from tsuba.soar.models import BlockedIpRow
+from tsuba.core.storage.sessions import versioned_write
+from tsuba.soar.models import BlockedIpRow, BlocklistVersionRow
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _WIDEST = {4: 8, 6: 32}
 _WHAT = "IP block list"
 Emit = Callable[[SecurityEvent], object]
+VERSION_ROW = 1
+_VERSION = select(BlocklistVersionRow.version).where(BlocklistVersionRow.id == VERSION_ROW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +117,11 @@ def _block(
     now = datetime.now(UTC)
     if expires_at is not None and (expires_at.tzinfo is None or expires_at <= now):
         raise InputError("a block's expiry must be a future instant with a timezone")
+    existing = blocked_entry(engine, net)
+    if existing is not None and (existing.expires_at is None or existing.expires_at > now):
+        return existing, False  # nothing to write, nothing for the checkers to re-read
     try:
-        with Session(engine, expire_on_commit=False) as s, s.begin():
+        with _write(engine) as s:
             row = s.scalar(select(BlockedIpRow).where(BlockedIpRow.network == net))
             if row is not None and (row.expires_at is None or row.expires_at > now):
                 return _info(row), False
@@ -123,14 +132,17 @@ def _block(
             row.blocked_at, row.expires_at, row.incident_id = now, expires_at, incident_id
             s.flush()
             return _info(row), True
-    except sa_exc.IntegrityError:
+    except ConflictError:
         # Blocked at the same moment by another process: the same fact.
         entry = blocked_entry(engine, net)
         if entry is None:
             raise ConflictError(f"blocking {net} raced with its removal: try again") from None
         return entry, False
-    except sa_exc.DBAPIError as exc:
-        raise storage_error(exc, _WHAT) from exc
+
+
+def _write(engine: Engine) -> AbstractContextManager[Session]:
+    """A transaction that also bumps the list's version, so every checker re-reads it."""
+    return versioned_write(engine, _WHAT, BlocklistVersionRow, VERSION_ROW)
 
 
 def unblock_network(
@@ -139,13 +151,12 @@ def unblock_network(
     """Lift a block; False when ``network`` was not blocked."""
     net = str(parse_network(network))
     entry = blocked_entry(engine, net)
-    try:
-        with Session(engine) as s, s.begin():
-            result = cast(CursorResult[Any], s.execute(
-                delete(BlockedIpRow).where(BlockedIpRow.network == net)))
-            removed = result.rowcount > 0
-    except sa_exc.DBAPIError as exc:
-        raise storage_error(exc, _WHAT) from exc
+    if entry is None:
+        return False
+    with _write(engine) as s:
+        result = cast(CursorResult[Any], s.execute(
+            delete(BlockedIpRow).where(BlockedIpRow.network == net)))
+        removed = result.rowcount > 0
     if removed and emit is not None and entry is not None:
         emit(_event("delete", entry, actor, f"lifted the block of {net}"))
     return removed
@@ -193,6 +204,7 @@ class IpBlocklist:
         self._clock = clock
         self._lock = threading.Lock()
         self._loaded_at: float | None = None
+        self._version: int | None = None
         # (IP version, prefix length, {network prefix bits: entry}), longest prefix first
         self._tables: list[tuple[int, int, dict[int, BlockedNetwork]]] = []
 
@@ -226,6 +238,7 @@ class IpBlocklist:
     def invalidate(self) -> None:
         with self._lock:
             self._loaded_at = None
+            self._version = None
 
     def _refresh(self) -> None:
         now = self._clock()
@@ -235,12 +248,28 @@ class IpBlocklist:
         with self._lock:
             if self._loaded_at is not None and now - self._loaded_at < self._every:
                 return
+            version = self._read_version()  # raises StorageError: fail closed
+            if version == self._version:
+                self._loaded_at = now
+                return
             tables: dict[tuple[int, int], dict[int, BlockedNetwork]] = {}
-            for entry in list_blocked(self._engine):  # raises StorageError: fail closed
+            # Entries in force now; each one's expiry is checked again per request.
+            for entry in list_blocked(self._engine):
                 net = ipaddress.ip_network(entry.network)
                 bits = 32 if net.version == 4 else 128
                 key = int(net.network_address) >> (bits - net.prefixlen)
                 tables.setdefault((net.version, net.prefixlen), {})[key] = entry
             self._tables = [(v, p, t) for (v, p), t in
                             sorted(tables.items(), key=lambda item: -item[0][1])]
-            self._loaded_at = now
+            self._version, self._loaded_at = version, now
+
+    def _read_version(self) -> int:
+        try:
+            with reader(self._engine).connect() as conn:
+                value = conn.execute(_VERSION).scalar()
+        except sa_exc.DBAPIError as exc:
+            raise storage_error(exc, _WHAT) from exc
+        if value is None:
+            raise StorageError("the IP block list version row is missing: run 'tsuba db "
+                               "upgrade'")
+        return int(value)

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     ForeignKey,
@@ -137,3 +138,12 @@ class BlockedIpRow(Base):
     blocked_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class BlocklistVersionRow(Base):
+    """Bumped by every change to the block list, so checkers re-read it only then."""
+
+    __tablename__ = "soar_blocklist_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
