@@ -412,3 +412,62 @@ def test_open_incidents_past_their_response_time_are_escalated_on_a_timer(
         assert events[0].severity.name == "HIGH"
     finally:
         service.stop()
+
+
+def test_each_sink_kind_sends_its_form_to_its_target(tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tsuba.core.config import SiemSinkSettings
+    from tsuba.soar.service import build_sink
+
+    received: list[tuple[str, dict[str, str], bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    event = SecurityEvent.from_dict({"class": "authentication", "activity": "logon",
+                                     "outcome": "failure", "src_ip": "192.0.2.4",
+                                     "actor": "mallory", "message": "bad key"})
+    try:
+        for kind, target, token in (("ocsf_http", f"{url}/ocsf", "t0k"),
+                                    ("splunk_hec", f"{url}/services/collector", "hec-1"),
+                                    ("ecs_http", f"{url}/_bulk", None)):
+            cfg = SiemSinkSettings.model_validate(
+                {"kind": kind, "target": target, "token": token, "index": "sec"})
+            sink, encode = build_sink(cfg, tmp_path)
+            sink.send(encode(event))
+            sink.close()
+    finally:
+        server.shutdown()
+    (ocsf_path, ocsf_headers, ocsf), (_, hec_headers, hec), (_, bulk_headers, bulk) = received
+    assert ocsf_path == "/ocsf" and ocsf_headers["authorization"] == "Bearer t0k"
+    assert json.loads(ocsf)["class_uid"] == 3002
+    assert hec_headers["authorization"] == "Splunk hec-1"
+    hec_doc = json.loads(hec)
+    assert hec_doc["index"] == "sec" and hec_doc["event"]["class_uid"] == 3002
+    action, doc = (json.loads(line) for line in bulk.splitlines())
+    assert action == {"create": {"_index": "sec", "_id": event.id}}
+    assert doc["source"]["ip"] == "192.0.2.4" and "authorization" not in bulk_headers
+    assert bulk_headers["content-type"] == "application/x-ndjson"
+    files: list[tuple[str, str, Callable[[str], object], object]] = [
+        ("ecs_file", "ocsf", lambda line: json.loads(line)["event"]["id"], event.id),
+        ("ndjson_file", "cef", lambda line: line.split("|")[0], "CEF:0"),
+        ("ndjson_file", "ocsf", lambda line: json.loads(line)["class_uid"], 3002),
+    ]
+    for kind, fmt, read, expected in files:
+        cfg = SiemSinkSettings.model_validate({"kind": kind, "target": f"out/{kind}-{fmt}",
+                                               "format": fmt})
+        sink, encode = build_sink(cfg, tmp_path)
+        sink.send(encode(event))
+        assert read((tmp_path / "out" / f"{kind}-{fmt}").read_text().strip()) == expected

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,7 +45,7 @@ from tsuba.soar.lease import LOOP, Lease, LeaseInfo, read_lease
 from tsuba.soar.metrics import register_metrics
 from tsuba.soar.playbooks import Action, PlaybookRunner, PlaybookSpec, load_playbook
 from tsuba.soar.rules import Alert, DetectionEngine, Rule, builtin_rules, load_rules
-from tsuba.soar.siem.formats import ecs, ecs_bulk, splunk_hec
+from tsuba.soar.siem.formats import ecs, ecs_bulk
 from tsuba.soar.siem.sinks import (
     ENCODERS,
     Encoder,
@@ -53,6 +54,8 @@ from tsuba.soar.siem.sinks import (
     SiemForwarder,
     Sink,
     SyslogSink,
+    dead_letter_to,
+    hec_line,
 )
 
 log = logging.getLogger("tsuba.soar")
@@ -166,7 +169,7 @@ def build_sink(cfg: SiemSinkSettings, home: Path) -> tuple[Sink, Encoder]:
             raise ConfigError(f"config error: {where}.token: splunk_hec needs its HEC token")
         headers["authorization"] = f"Splunk {token}"
         return (HttpSink(cfg.target, headers=headers, timeout=cfg.timeout_seconds),
-                lambda e: _json_line(splunk_hec(e, index=index)))
+                partial(hec_line, index=index))
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
     if cfg.kind == "ecs_http":
@@ -512,9 +515,12 @@ class ResponseService:
             for cfg in self.settings.sinks:
                 sink, encode = build_sink(cfg, platform.settings.home)
                 sinks.append(sink)
-                siem.subscribe(cfg.subscriber, _Tracked(
-                    cfg.subscriber, SiemForwarder(sink, encode), self.health),
-                    min_severity=cfg.min_severity, start="latest")
+                # An event that breaks the OCSF schema cannot be fixed by retrying: it is
+                # set aside at once instead of holding up every later one.
+                forwarder = SiemForwarder(sink, encode,
+                                          on_invalid=dead_letter_to(siem.store, cfg.subscriber))
+                siem.subscribe(cfg.subscriber, _Tracked(cfg.subscriber, forwarder, self.health),
+                               min_severity=cfg.min_severity, start="latest")
         self._buses, self._sinks = [b.start() for b in buses], sinks
         self._next_sla = 0.0
         self._active.set()
