@@ -174,8 +174,14 @@ def test_rotate_api_key_revokes_the_old_and_keeps_the_secret_only_where_told(
         third = world.keys.get(new.prefix).replaced_by
         assert third is not None and str(drop / f"{third}.tse") in kept
         secret = open_rotated_key(platform.keys, drop / f"{third}.tse")
-        assert secret.encode() not in (drop / f"{third}.tse").read_bytes()
-        assert verifier.verify(secret).credential_id == third
+        assert secret["signing_secret"] is None and secret["key"] is not None
+        assert secret["key"].encode() not in (drop / f"{third}.tse").read_bytes()
+        assert verifier.verify(secret["key"]).credential_id == third
+        signer = world.keys.create("svc", signing=True)
+        world.actions(rotated_key_dir=drop)["rotate_api_key"]({"prefix": signer.record.prefix})
+        successor = world.keys.get(signer.record.prefix).replaced_by
+        kept_signing = open_rotated_key(platform.keys, drop / f"{successor}.tse")
+        assert kept_signing["signing_secret"] and world.keys.get(str(successor)).signing
         moved = drop / "tsk_other.tse"
         moved.write_bytes((drop / f"{third}.tse").read_bytes())
         with pytest.raises(DecryptionError):
@@ -183,7 +189,7 @@ def test_rotate_api_key_revokes_the_old_and_keeps_the_secret_only_where_told(
     finally:
         verifier.close()
     rotated = [e for e in world.audit() if e.get("attributes", {}).get("change") == "rotate"]
-    assert len(rotated) == 2
+    assert len(rotated) == 3
 
 
 # -- principals -------------------------------------------------------------------------------

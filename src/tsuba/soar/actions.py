@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import smtplib
 import ssl
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from email.errors import MessageError
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -306,13 +308,11 @@ def rotate_api_key_action(
     The result names the new prefix, never its secret.  The secret goes only to
     ``secret_dir`` when one is configured: a key-store-encrypted file ``<prefix>.tse`` that
     :func:`open_rotated_key` reads.  Without one the secret is discarded; whoever owns the
-    principal then rotates the new key (``tsuba apikey rotate``) to get a usable secret.
+    principal then rotates the new key (``tsuba apikeys rotate``) to get a usable secret.
     """
     service = _api_keys(platform, actor)
 
     def rotate(params: dict[str, Any]) -> str:
-        from datetime import timedelta  # noqa: PLC0415
-
         prefix = _param(params, "prefix", "rotate_api_key", "'{alert.group.credential_id}'")
         record = service.get(prefix)
         if record.replaced_by is not None:
@@ -340,20 +340,22 @@ def _keep_secret(keys: KeyManager, directory: Path, prefix: str, issued: Any) ->
 
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = directory / f"{prefix}.tse"
-    secret = str(issued.key).encode()
+    secret = json.dumps({"key": issued.key, "signing_secret": issued.signing_secret}).encode()
     atomic_write(path, encrypt(keys, DEFAULT_KEK, secret, _ROTATED_AAD + prefix.encode()))
     return path
 
 
-def open_rotated_key(keys: KeyManager, path: Path) -> str:
-    """The API key a ``rotate_api_key`` step kept in ``path`` (``<prefix>.tse``)."""
+def open_rotated_key(keys: KeyManager, path: Path) -> dict[str, str | None]:
+    """What a ``rotate_api_key`` step kept in ``path`` (``<prefix>.tse``): ``key``, and
+    ``signing_secret`` for a request-signing key."""
     from tsuba.core.keys.envelope import decrypt  # noqa: PLC0415
 
     try:
         blob = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    return decrypt(keys, blob, _ROTATED_AAD + path.stem.encode()).decode()
+    data = json.loads(decrypt(keys, blob, _ROTATED_AAD + path.stem.encode()))
+    return {"key": data["key"], "signing_secret": data.get("signing_secret")}
 
 
 def _revoke_quietly(service: Any, prefix: str) -> None:
@@ -389,8 +391,6 @@ def block_principal_action(platform: Platform, actor: str) -> FunctionAction:
 def block_ip_action(platform: Platform, actor: str) -> FunctionAction:
     """Put an address or network on the gateway's block list, for ``for`` (e.g. ``24h``)
     or until lifted."""
-    from datetime import UTC, datetime  # noqa: PLC0415
-
     from tsuba.core.identity import parse_duration  # noqa: PLC0415
     from tsuba.soar.blocklist import block_network  # noqa: PLC0415
 
