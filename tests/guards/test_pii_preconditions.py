@@ -163,3 +163,39 @@ def test_valid_ibans_of_every_shape_pass() -> None:
         "FR1420041010050500013M02606",
     ):
         assert valid_iban(value)
+
+
+def _one_word_samples() -> list[str]:
+    gz = names.gazetteer()
+    pick = [
+        *sorted(gz.first)[:40:4],
+        *sorted(gz.surnames)[:40:4],
+        *sorted(gz.places)[:40:4],
+        *sorted(gz.common)[:200:10],
+        "Zorbleck", "Dr", "Herr", "Paris", "Will", "Jordan",
+    ]
+    return [w[:1].upper() + w[1:] for w in pick if w and " " not in w and w.isalpha()]
+
+
+@pytest.mark.parametrize("word", _one_word_samples())
+@pytest.mark.parametrize("before", ["", "Done. ", "Dear ", "Dr ", "so, ", "I met "])
+def test_one_word_runs_skipped_early_would_yield_nothing(word: str, before: str) -> None:
+    text = f"{before}{word} came by."
+    rec = names.NameRecognizer()
+    gz = names.gazetteer()
+    start = len(before)
+    toks = names._tokens(text, start, start + len(word))
+    prev = names._PREV_WORD.search(text, max(0, start - 16), start)
+    if prev is not None:
+        lead = prev.group(1)
+        toks.insert(0, names._Tok(prev.start(1), prev.end(1), lead, lead.lower(), cap=False))
+    first = 1 if prev is not None else 0
+    key = toks[first].key
+    skipped = names._nothing_alone(gz, key) or (
+        names._unknown_opener(gz, key)
+        and (prev is None or not names._is_title(toks[0].key))
+        and rec._sentence_start(text, toks[first].start)
+    )
+    if skipped:
+        ctx = TextContext(text, "en")
+        assert list(rec._run(text, ctx, gz, toks, i=first, j=first + 1)) == []

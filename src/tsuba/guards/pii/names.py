@@ -204,7 +204,14 @@ class NameRecognizer:
                     break
             while j > 1 and not toks[j - 1].cap:
                 j -= 1  # never end on a connector
-            if j - first == 1 and _nothing_alone(gz, toks[first].key):
+            if j - first == 1 and (
+                _nothing_alone(gz, toks[first].key)
+                or (
+                    _unknown_opener(gz, toks[first].key)
+                    and (prev is None or not _is_title(toks[0].key))
+                    and self._sentence_start(text, toks[first].start)
+                )
+            ):
                 continue
             yield from self._run(text, ctx, gz, toks, i=first, j=j)
         if ctx.language == "ja" or _CJK_RUN.search(text):
@@ -379,9 +386,20 @@ class NameRecognizer:
                 k += hit or 1
 
 
+def _is_title(key: str) -> bool:
+    return key in TITLES or key + "." in TITLES
+
+
 def _nothing_alone(gz: Gazetteer, key: str) -> bool:
     """Whether a one-word run can yield nothing: a title, or an ordinary word that is no
     place (``_run`` drops both before it weighs anything)."""
-    if key in TITLES or key + "." in TITLES:
-        return True
-    return key in gz.common and key not in gz.places
+    return _is_title(key) or (key in gz.common and key not in gz.places)
+
+
+def _unknown_opener(gz: Gazetteer, key: str) -> bool:
+    """A word that is no place and no known name: alone at a sentence start, after no title,
+    ``_person`` gives it no score whatever the cue (an unknown word needs to stand inside a
+    sentence)."""
+    if key in gz.places:
+        return False
+    return key in gz.common or (key not in gz.first and key not in gz.surnames)

@@ -91,15 +91,17 @@ class PhoneRecognizer:
         if plain.isdigit() and " " not in raw and "-" not in raw and not has_context:
             return None  # an unformatted run of digits is an id far more often than a phone
         possible = ""
+        seen: dict[str, int] = {}  # the wide pass repeats the language's regions
         for region in LANGUAGE_REGIONS.get(ctx.language, LANGUAGE_REGIONS["en"]):
-            verdict = _check_number(raw, region)
+            verdict = seen[region] = _check_number(raw, region)
             if verdict == _VALID:
                 return _finding(start, end, 0.55, has_context, f"valid number in {region}")
             if verdict == _POSSIBLE and not possible:
                 possible = region
         if has_context:
             for region in WIDE_REGIONS:
-                if _check_number(raw, region) == _VALID:
+                verdict = seen[region] if region in seen else _check_number(raw, region)
+                if verdict == _VALID:
                     return _finding(start, end, 0.3, True, f"valid number in {region}")
         if possible and _FORMATTED.match(raw):
             return _finding(start, end, 0.35, has_context, f"possible number in {possible}")
