@@ -192,6 +192,8 @@ class NameRecognizer:
         gz = gazetteer()
         for run in _CAP_RUN.finditer(text):
             toks = _tokens(text, run.start(), run.end())
+            if len(toks) == 1 and _nothing_alone(gz, toks[0].key):
+                continue  # the same test as below, before looking for the word in front
             prev = _PREV_WORD.search(text, max(0, run.start() - 16), run.start())
             if prev is not None:
                 word = prev.group(1)

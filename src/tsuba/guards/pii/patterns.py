@@ -110,7 +110,9 @@ _URL = (
 )
 _IPV4 = r"(?<![A-Za-z0-9_.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![A-Za-z0-9_]|\.[0-9])"
 _IPV6 = r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{1,4}:|:){2,7}(?:[0-9A-Fa-f]{1,4}|:)(?![A-Za-z0-9_:])"
-_CARD = rf"{B}[0-9](?:[ \-]?[0-9]){{11,18}}{E}"
+# B after the first digit: the same matches, and the scan skips straight to digits.
+B1 = r"(?<![A-Za-z0-9_@/.+\-#:].)"
+_CARD = rf"[0-9]{B1}(?:[ \-]?[0-9]){{11,18}}{E}"
 _IBAN = (  # the first letter before the look-behind: the scan skips to letters
     r"[A-Za-z](?<![A-Za-z0-9_].)[A-Za-z][0-9]{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}"
     r"(?:[ ]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9_])"
@@ -118,7 +120,10 @@ _IBAN = (  # the first letter before the look-behind: the scan skips to letters
 _SSN = rf"{B}[0-9]{{3}}([\- ])[0-9]{{2}}\1[0-9]{{4}}{E}"
 _SSN_BARE = rf"{B}[0-9]{{9}}{E}"
 _NHS = rf"{B}[0-9]{{3}}([ \-]?)[0-9]{{3}}\1[0-9]{{4}}{E}"
-_BTC = r"(?<![A-Za-z0-9_])(?:bc1[a-z0-9]{25,87}|[13][a-km-zA-HJ-NP-Z1-9]{25,34})(?![A-Za-z0-9_])"
+_BTC = (  # one branch per first character, so the scan skips to b, 1 and 3
+    r"(?:b(?<![A-Za-z0-9_].)c1[a-z0-9]{25,87}|1(?<![A-Za-z0-9_].)[a-km-zA-HJ-NP-Z1-9]{25,34}"
+    r"|3(?<![A-Za-z0-9_].)[a-km-zA-HJ-NP-Z1-9]{25,34})(?![A-Za-z0-9_])"
+)
 _ETH = r"(?<![A-Za-z0-9_])0x[0-9a-fA-F]{40}(?![A-Za-z0-9_])"
 
 PAYMENT_CONTEXT = (
