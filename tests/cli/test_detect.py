@@ -155,3 +155,32 @@ def test_replay_with_anomaly_baselines(cli, tmp_path: Path) -> None:  # type: ig
     [alert] = result.json()["alerts"]
     assert alert["rule_id"] == "tsuba.anomaly.baseline"
     assert alert["group"] == {"actor": "svc"} and "requests=300" in alert["message"]
+
+
+def test_replay_reads_gateway_summaries_as_authentication(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The gateway's request summaries nest the logon under ``auth``; replay reads them the
+    way the live loop does, so credential stuffing fires on an exported gateway stream."""
+    lines = [
+        _line(i, **{"class": "authentication", "activity": "logon", "outcome": "failure",
+                    "src_ip": "198.51.100.7", "attributes": {"route": "chat", "status": 401,
+                                   "auth": {"outcome": "failure", "method": "api_key",
+                                            "reason": "unknown API key prefix",
+                                            "credential_id": f"tsk_{i:04d}"}}})
+        for i in range(12)
+    ]
+    events = tmp_path / "gateway.jsonl"
+    events.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = cli("detect", "replay", str(events), "--format", "json")
+    assert result.code == 1, result
+    data = result.json()
+    assert data["events"] == 12
+    fired = {a["rule_id"] for a in data["alerts"]}
+    assert "tsuba.auth.credential_stuffing" in fired
+    # One credential tried over and over is brute force, not stuffing.
+    same = [_line(i, **{"class": "authentication", "outcome": "failure", "src_ip": "198.51.100.7",
+                        "attributes": {"auth": {"outcome": "failure",
+                                                "credential_id": "tsk_same"}}})
+            for i in range(12)]
+    events.write_text("\n".join(same) + "\n", encoding="utf-8")
+    again = cli("detect", "replay", str(events), "--format", "json")
+    assert "tsuba.auth.credential_stuffing" not in {a["rule_id"] for a in again.json()["alerts"]}

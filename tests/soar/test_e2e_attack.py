@@ -239,7 +239,8 @@ def test_stuffed_then_leaked_key_is_detected_revoked_and_reported(
         [incident] = [i for i in incidents.list() if i.severity is Priority.P1]
         full = incidents.get(incident.id)
         rules = {a.rule_id for a in full.alerts}
-        assert {"tsuba.auth.failures_then_success", "tsuba.auth.key_new_network"} <= rules
+        assert {"tsuba.auth.credential_stuffing", "tsuba.auth.failures_then_success",
+                "tsuba.auth.key_new_network"} <= rules
         assert f"src_ip:{ATTACKER_IP}" in full.entities
         notes = wait_for(lambda: [h for h in incidents.get(incident.id).history
                                   if h["action"] == "note"], "the playbook's note")

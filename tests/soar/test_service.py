@@ -284,7 +284,7 @@ def _gateway_summary(seconds: int, ip: str, prefix: str | None) -> SecurityEvent
 
 def test_gateway_request_summaries_are_read_as_authentication_events() -> None:
     from tsuba.soar.rules import DetectionEngine, builtin_rules
-    from tsuba.soar.service import authentication_view
+    from tsuba.soar.rules.views import authentication_view
 
     stream = [_gateway_summary(i, "127.0.0.1", "tsk_victim") for i in range(5)]
     stream += [_gateway_summary(10 + i, "127.1.0.1", None) for i in range(6)]

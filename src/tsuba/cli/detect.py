@@ -19,6 +19,7 @@ from tsuba.core.errors import InputError
 from tsuba.soar.anomaly import BaselineDetector
 from tsuba.soar.rules import Alert, DetectionEngine, Rule, builtin_rules, load_rules
 from tsuba.soar.rules.jsonl import read_events
+from tsuba.soar.rules.views import authentication_view
 
 app = typer.Typer(
     help="Detection rules: list the pack, test a rule, replay events through the rules.",
@@ -74,17 +75,20 @@ def detect_events(rules: list[Rule], events: Path, *, anomaly: bool = False
     engine = DetectionEngine(rules)
     baselines = BaselineDetector() if anomaly else None
     alerts: list[Alert] = []
+    seen = 0
     with open_lines(events) as lines:
         try:
-            for event in read_events(lines):
-                alerts.extend(engine.process(event))
+            for stored in read_events(lines):
+                seen += 1
+                for event in authentication_view(stored):
+                    alerts.extend(engine.process(event))
                 if baselines is not None:
-                    alerts.extend(baselines.process(event))
+                    alerts.extend(baselines.process(stored))
         except UnicodeDecodeError:
             raise InputError(f"event file {events} is not UTF-8 text") from None
     if baselines is not None:
         alerts.extend(baselines.flush())
-    return alerts, engine.events_seen
+    return alerts, seen
 
 
 def _alert_row(alert: Alert) -> dict[str, Any]:

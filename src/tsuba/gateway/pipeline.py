@@ -29,6 +29,7 @@ from tsuba.core.identity import Authorizer
 from tsuba.core.platform import Platform
 from tsuba.gateway import content_guards  # also registers pii, secrets, injection, leaks
 from tsuba.gateway import inference_metrics as m
+from tsuba.gateway.auth.failures import AuthFailure
 from tsuba.gateway.context import (
     Admission,
     Authenticator,
@@ -117,6 +118,19 @@ def default_limiter(platform: Platform) -> Limiter:
 # -- one request -----------------------------------------------------------------------------
 
 
+def _auth_failure(err: TsubaError) -> dict[str, Any]:
+    """A refused credential for the summary event.  Detections group failures by credential
+    (credential stuffing: many distinct ones from one address), so carry what is known."""
+    failure: dict[str, Any] = {"outcome": "failure", "reason": err.message}
+    if isinstance(err, AuthFailure):
+        failure["reason"] = err.reason or err.message
+        if err.method:
+            failure["method"] = err.method
+        if err.credential_id:
+            failure["credential_id"] = err.credential_id
+    return failure
+
+
 @dataclass(slots=True)
 class Exchange:
     """What happened to one request, stage by stage."""
@@ -167,7 +181,7 @@ class Exchange:
                 "credential_id": self.identity.credential_id,
             }
         elif isinstance(err, AuthenticationError | ConfigError) and self.status in (401, 500):
-            attrs["auth"] = {"outcome": "failure", "reason": err.message}
+            attrs["auth"] = _auth_failure(err)
         if self.authz_reason is not None:
             attrs["authz"] = {
                 "allowed": not isinstance(err, AuthorizationError),

@@ -45,6 +45,7 @@ from tsuba.soar.lease import LOOP, Lease, LeaseInfo, read_lease
 from tsuba.soar.metrics import register_metrics
 from tsuba.soar.playbooks import Action, PlaybookRunner, PlaybookSpec, load_playbook
 from tsuba.soar.rules import Alert, DetectionEngine, Rule, builtin_rules, load_rules
+from tsuba.soar.rules.views import authentication_view
 from tsuba.soar.siem.formats import ecs, ecs_bulk
 from tsuba.soar.siem.sinks import (
     ENCODERS,
@@ -238,28 +239,6 @@ def _own_alert(event: SecurityEvent) -> bool:
     return event.event_class is EventClass.INCIDENT_FINDING or (
         event.event_class is EventClass.DETECTION_FINDING and "alert" in event.attributes
     )
-
-
-def authentication_view(event: SecurityEvent) -> list[SecurityEvent]:
-    """The event as the rules read it: a gateway request summary carries its authentication
-    outcome nested under ``auth`` (a success inside an API Activity); the rules follow the
-    Authentication shape (``credential_id``, ``method`` at the top of the attributes).  So a
-    failed logon gets those fields lifted, and a request that authenticated is also read as
-    the Authentication success it stands for (same id, so alerts cite the stored event)."""
-    auth = event.attributes.get("auth")
-    if not isinstance(auth, dict) or "credential_id" in event.attributes:
-        return [event]
-    lifted = {k: auth[k] for k in ("credential_id", "method", "reason")
-              if isinstance(auth.get(k), str)}
-    if event.event_class is EventClass.AUTHENTICATION:
-        return [event.model_copy(update={"attributes": {**event.attributes, **lifted}})]
-    if event.event_class is EventClass.API_ACTIVITY and auth.get("outcome") == "success":
-        logon = event.model_copy(update={
-            "event_class": EventClass.AUTHENTICATION, "activity": "logon",
-            "outcome": Outcome.SUCCESS, "severity": Severity.INFO,
-            "attributes": {**lifted, "path": event.attributes.get("path")}})
-        return [event, logon]
-    return [event]
 
 
 class DetectHandler:
