@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stdnum import iban, luhn
 
-from tsuba.guards.pii import Analyzer, address, analyze, default_recognizers, names, patterns
+from tsuba.guards.pii import Analyzer, address, analyze, dates, default_recognizers, names, patterns
 from tsuba.guards.pii.dates import _TEXTUAL
 from tsuba.guards.pii.patterns import _CARD_PREFIXES, B, E, valid_card, valid_iban
 from tsuba.guards.pii.recognizer import PatternRecognizer, TextContext
@@ -240,3 +240,20 @@ def test_rewritten_patterns_match_as_before(name: str) -> None:
         assert [m.span() for m in new.finditer(text)] == [m.span() for m in old.finditer(text)]
 
     check()
+
+
+@FAST
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["May", "MÄRZ", "sept.", "ſeptember", "aprıl", "Oct", "mai", "de"]),
+            st.text(alphabet="0123 ,.\taéK_x-", max_size=5),
+        ),
+        max_size=6,
+    )
+)
+def test_month_gate_passes_wherever_a_textual_date_matches(parts: list[str]) -> None:
+    text = " ".join(parts)
+    folded = text.translate(dates._ODD_FOLDS).lower()
+    if _TEXTUAL.search(text) is not None:
+        assert dates._ANY_MONTH.search(folded) is not None

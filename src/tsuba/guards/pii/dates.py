@@ -32,9 +32,14 @@ MONTHS = (
     "dicembre", "januari", "februari", "maart", "mei", "augustus",
 )
 _MONTH = "(?:" + "|".join(sorted({re.escape(m) for m in MONTHS}, key=len, reverse=True)) + r")\.?"
-# Any month name in the lower-cased text: without one no textual date can match.  re's
-# IGNORECASE also folds these three onto ASCII letters, so they are folded before the test.
-_ANY_MONTH = re.compile("|".join(sorted({re.escape(m) for m in MONTHS}, key=len, reverse=True)))
+# A month name standing as a word in the lower-cased text (a textual date has one, with no
+# ASCII letter, digit or underscore on either side): without one no textual date can match.
+# re's IGNORECASE also folds these three onto ASCII letters, so they are folded first.
+_ANY_MONTH = re.compile(
+    r"(?<![a-z0-9_])(?:"
+    + "|".join(sorted({re.escape(m) for m in MONTHS}, key=len, reverse=True))
+    + r")(?![a-z0-9_])"
+)
 _ODD_FOLDS = str.maketrans({"İ": "i", "ı": "i", "ſ": "s"})
 _DAY = r"(?:[0-3]?[0-9])(?:st|nd|rd|th|er|\.|º)?"
 _YEAR = r"(?:1[6-9][0-9]{2}|20[0-9]{2})"
