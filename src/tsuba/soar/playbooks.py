@@ -63,7 +63,7 @@ class Action(Protocol):
 
 @dataclass(frozen=True)
 class FunctionAction:
-    """An action from a plain function (the shells wire revoke, block, quarantine this way)."""
+    """An action from a plain function (every built-in one in :mod:`tsuba.soar.actions`)."""
 
     run: Callable[[dict[str, Any]], str]
     destructive: bool = False
