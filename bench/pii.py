@@ -250,21 +250,29 @@ def _prf(c: list[int]) -> dict[str, float | int]:
 
 
 def measure(
-    fn: Tool, docs: list[Doc], passes: int
-) -> tuple[list[list[Span]], list[dict[str, float]]]:
-    """Predictions of the first pass, and documents per second (wall and CPU) of each pass."""
-    for text, lang, _, _ in docs[:WARM_UP]:
-        fn(text, lang)
-    preds: list[list[Span]] = []
-    rates = []
+    tools: dict[str, Tool], docs: list[Doc], passes: int
+) -> dict[str, tuple[list[list[Span]], list[dict[str, float]]]]:
+    """Per tool: predictions of its first pass and documents per second (wall, CPU) of each.
+
+    Passes take turns (every tool's first pass, then every tool's second, ...) so that a
+    change in the shared machine's load lands on all tools alike.
+    """
+    for fn in tools.values():
+        for text, lang, _, _ in docs[:WARM_UP]:
+            fn(text, lang)
+    out: dict[str, tuple[list[list[Span]], list[dict[str, float]]]] = {
+        name: ([], []) for name in tools
+    }
     for k in range(passes):
-        wall, cpu = time.perf_counter(), time.process_time()
-        out = [fn(text, lang) for text, lang, _, _ in docs]
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        if k == 0:
-            preds = out
-        rates.append({"wall": round(len(docs) / wall, 1), "cpu": round(len(docs) / cpu, 1)})
-    return preds, rates
+        for name, fn in tools.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            preds = [fn(text, lang) for text, lang, _, _ in docs]
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            if k == 0:
+                out[name][0].extend(preds)
+            rate = {"wall": round(len(docs) / wall, 1), "cpu": round(len(docs) / cpu, 1)}
+            out[name][1].append(rate)
+    return out
 
 
 # ---------------------------------------------------------------- pathological inputs
@@ -352,8 +360,7 @@ def main() -> None:
     }
     for set_name, docs in sets.items():
         per_tool: dict[str, dict[str, object]] = {}
-        for name, fn in tools.items():
-            preds, rates = measure(fn, docs, passes)
+        for name, (preds, rates) in measure(tools, docs, passes).items():
             entry: dict[str, object] = {
                 "docs_per_s": max(r["wall"] for r in rates),
                 "cpu_docs_per_s": max(r["cpu"] for r in rates),
