@@ -148,10 +148,12 @@ SECRETS_IN = {"name": "secrets", "kind": "secrets", "stage": "input", "action": 
 
 
 def start(make_stack: StackFactory, parrot: tuple[Parrot, str], *guards: dict[str, Any],
-          sessions: bool = False, session_ttl: float = 3600.0) -> Stack:
+          sessions: bool = False, session_ttl: float = 3600.0,
+          purge_every: float = 300.0) -> Stack:
     gateway: dict[str, Any] = {"guards": list(guards) or [PII_IN],
                                "stream": {"window_chars": 4},
-                               "sessions": {"ttl_seconds": session_ttl}}
+                               "sessions": {"ttl_seconds": session_ttl,
+                                            "purge_interval_seconds": purge_every}}
     if sessions:
         gateway["routes"] = {"chat": {"sessions": True}}
     return make_stack(gateway=gateway, upstream_url=parrot[1])
@@ -292,6 +294,42 @@ def test_invented_and_expired_placeholders_stay_and_are_flagged(
     assert text == "please call <PERSON_1> | and then?"
     assert any("<PERSON_1>" in r and "expired" in r
                for r in flags(stack, second.headers["x-tsuba-correlation-id"]))
+
+
+def test_the_running_gateway_purges_expired_mappings(
+    make_stack: StackFactory, parrot: tuple[Parrot, str]
+) -> None:
+    """Rows of a session that expired leave the database by the gateway's own chores."""
+    stack = start(make_stack, parrot, sessions=True, purge_every=0.2)
+    client = sdk(stack)
+    client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": f"write to {EMAIL}"}])
+    live = client.chat.completions.with_raw_response.create(
+        model="demo", messages=[{"role": "user", "content": f"and to {OLGA}"}])
+    live_sid = live.headers["x-tsuba-session-id"]
+    with stack.platform.engine.connect() as conn:
+        rows = conn.execute(select(T.c.id, T.c.session_id)).all()
+    assert len(rows) == 2
+    pseudonyms = build_pseudonyms(stack.settings.gateway.guards, stack.platform, 3600.0)
+    assert pseudonyms is not None
+    live_key = pseudonyms.scope(live_sid, "").key
+    [expired_session] = [r.session_id for r in rows if r.session_id != live_key]
+    with stack.platform.engine.begin() as conn:
+        conn.execute(update(T).where(T.c.session_id == expired_session)
+                     .values(expires_at=T.c.created_at))
+
+    def remaining() -> set[str]:
+        with stack.platform.engine.connect() as conn:
+            return set(conn.execute(select(T.c.session_id)).scalars().all())
+
+    deadline = time.monotonic() + 30
+    while expired_session in remaining() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert remaining() == {live_key}  # the live session's mapping stays
+    follow = client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": "again"}],
+        extra_headers={"x-tsuba-session-id": live_sid})
+    assert OLGA in (follow.choices[0].message.content or "")
 
 
 def test_tampered_mapping_is_refused_with_a_clear_error(
