@@ -72,7 +72,8 @@ def peers() -> tuple[dict[str, Callable[[str], float]], dict[str, str]]:
 
 
 def rates(pos: np.ndarray, neg: np.ndarray, mention: np.ndarray) -> dict[str, float]:
-    out: dict[str, float] = {}
+    """TPR at the 1% and 5% FPR points of ``neg``, AUROC, and the mention texts flagged."""
+    out: dict[str, float] = {"attacks": float(len(pos))}
     for pct in (1, 5):
         thr = float(np.quantile(neg, 1 - pct / 100))
         out[f"tpr_at_{pct}pct_fpr"] = float((pos > thr).mean()) if len(pos) else float("nan")
@@ -89,6 +90,27 @@ def rates(pos: np.ndarray, neg: np.ndarray, mention: np.ndarray) -> dict[str, fl
     auc = (ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
     out["auroc"] = float(auc)
     return out
+
+
+def held_out_rates(
+    sc: np.ndarray, y: np.ndarray, src: np.ndarray, mention: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Per attack source, operating points set on the benign texts of the other sources."""
+    table: dict[str, dict[str, float]] = {}
+    caught = {1: 0.0, 5: 0.0}
+    total = 0
+    for s in sorted({s for s, lab in zip(src, y, strict=True) if lab == 1}):
+        own = src == s
+        entry = rates(sc[own & (y == 1)], sc[(y == 0) & ~own], sc[mention & ~own])
+        table[s] = entry
+        for pct in caught:
+            caught[pct] += entry[f"tpr_at_{pct}pct_fpr"] * entry["attacks"]
+        total += int(entry["attacks"])
+    overall = rates(sc[y == 1], sc[y == 0], sc[mention])
+    # Every attack judged at the operating point of its own source's held-out comparison.
+    overall["tpr_at_1pct_fpr_per_source_points"] = caught[1] / total
+    overall["tpr_at_5pct_fpr_per_source_points"] = caught[5] / total
+    return {"overall": overall, **table}
 
 
 def latency(fn: Callable[[str], object], texts: list[str]) -> dict[str, float]:
@@ -152,13 +174,7 @@ def main() -> None:
         print(f"scoring with {name} ...", flush=True)
         scores[name] = np.array([fn(str(r["text"])) for r in rows])
     attack_sources = sorted({s for s, lab in zip(src, y, strict=True) if lab == 1})
-    table: dict[str, dict[str, object]] = {}
-    for name, sc in scores.items():
-        neg = sc[y == 0]
-        entry: dict[str, object] = {"overall": rates(sc[y == 1], neg, sc[mention])}
-        for s in attack_sources:
-            entry[s] = rates(sc[(src == s) & (y == 1)], neg, sc[mention])
-        table[name] = entry
+    table = {name: held_out_rates(sc, y, src, mention) for name, sc in scores.items()}
     # The hand-written fixtures: the shipped model never saw them, nor did the peers.
     fx: dict[str, object] = {}
     fx_y = np.array([r["label"] for r in fixtures])
@@ -201,18 +217,19 @@ def main() -> None:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{'detector':36} {'TPR@1%':>7} {'TPR@5%':>7} {'AUROC':>6} {'mention FP@1%':>13}"
-          f" {'p50 ms':>7} {'p99 ms':>7}")
+    print(f"\n{'detector':36} {'TPR@1%':>7} {'(per-src)':>9} {'TPR@5%':>7} {'AUROC':>6} "
+          f"{'mention FP@1%':>13} {'p50 ms':>7} {'p99 ms':>7}")
     for name, entry in table.items():
         o = entry["overall"]
-        assert isinstance(o, dict)
         lat_name = name if name in lat else "tsuba (shipped model)"
-        print(f"{name:36} {o['tpr_at_1pct_fpr']:7.3f} {o['tpr_at_5pct_fpr']:7.3f} "
-              f"{o['auroc']:6.3f} {o['mention_fpr_at_1pct_point']:13.3f} "
+        per_src = o["tpr_at_1pct_fpr_per_source_points"]
+        print(f"{name:36} {o['tpr_at_1pct_fpr']:7.3f} {per_src:9.3f} "
+              f"{o['tpr_at_5pct_fpr']:7.3f} {o['auroc']:6.3f} "
+              f"{o['mention_fpr_at_1pct_point']:13.3f} "
               f"{lat[lat_name]['p50_ms']:7.3f} {lat[lat_name]['p99_ms']:7.3f}")
     print("\nTPR at 1% FPR per held-out attack source:")
     for s in attack_sources:
-        cells = "  ".join(f"{n.split(' ')[0]}={table[n][s]['tpr_at_1pct_fpr']:.2f}"  # type: ignore[index]
+        cells = "  ".join(f"{n.split(' ')[0]}={table[n][s]['tpr_at_1pct_fpr']:.2f}"
                           for n in table)
         print(f"  {s:28} {cells}")
     print(f"hand-written fixtures: {json.dumps(fx)}")

@@ -7,10 +7,12 @@ whether a source may shape the shipped weights ("train") or only measure them ("
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
 import random
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -240,6 +242,71 @@ def _giskard(dev: Path, mirror: Path) -> list[Row]:
             if r["prompt"].strip()]
 
 
+# Neutral passages put where an instruction template expects its input.
+_FILLERS = (
+    "The river rose two metres after a week of rain, and the old bridge was closed.",
+    "Our team shipped the new billing page on Monday; two customers reported a typo.",
+    "Die Bibliothek bleibt am Freitag wegen einer Veranstaltung geschlossen.",
+    "The recipe calls for three eggs, a cup of sugar and a pinch of salt.",
+    "She moved to Lisbon in 2019 and opened a small bookshop near the harbour.",
+    "The committee approved the budget but postponed the vote on the new stadium.",
+    "Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.",
+    "I loved the first half of the film, but the ending felt rushed.",
+    "Le train de 8 h 15 est supprimé en raison de travaux sur la voie.",
+    "The patient reported mild headaches that improved with rest and water.",
+)
+_JINJA_EXPR = re.compile(r"\{\{.*?\}\}", re.DOTALL)
+_JINJA_STMT = re.compile(r"\{%.*?%\}", re.DOTALL)
+_FORMAT_FIELD = re.compile(r"\{[a-z_0-9]+\}")
+
+
+def _fill(template: str, pattern: re.Pattern[str], rng: random.Random) -> str:
+    return pattern.sub(lambda _: rng.choice(_FILLERS), template).strip()
+
+
+FLAN = ("google-research/FLAN", "e9e4ec6e2701182c7a91af176f705310da541277")
+
+
+def _flan(dev: Path, mirror: Path) -> list[Row]:
+    """FLAN's instruction templates, their inputs filled with neutral passages."""
+    repo, commit = FLAN
+    tree = ast.parse(_git_show(mirror, repo, commit, "flan/templates.py"))
+    patterns: dict[str, list[tuple[str, str]]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PATTERNS":
+            patterns = ast.literal_eval(node.value)
+    rng = random.Random(23)
+    prompts = sorted({p for pairs in patterns.values() for p, _ in pairs})
+    return [_row(_fill(p, _FORMAT_FIELD, rng), 0, "flan", "instruction template")
+            for p in rng.sample(prompts, min(400, len(prompts)))]
+
+
+PROMPTSOURCE = ("bigscience-workshop/promptsource", "7dab96a3eeb3717cea633705135ebc488885d709")
+_JINJA_FIELD = re.compile(r"^    jinja: (.*?)\n    metadata:", re.DOTALL | re.MULTILINE)
+
+
+def _promptsource(dev: Path, mirror: Path) -> list[Row]:
+    """PromptSource's prompt templates (the prompt side), inputs filled with neutral text."""
+    import yaml  # noqa: PLC0415 - only the training script needs it
+
+    repo, commit = PROMPTSOURCE
+    files = _git_files(mirror, repo, commit, "promptsource/templates", "templates.yaml")
+    prompts: set[str] = set()
+    for body in files.values():
+        for raw in _JINJA_FIELD.findall(body):
+            try:
+                jinja = yaml.safe_load("x: " + raw)["x"]
+            except yaml.YAMLError:
+                continue
+            if isinstance(jinja, str) and "|||" in jinja:
+                prompts.add(_JINJA_STMT.sub("", jinja.split("|||")[0]))
+    rng = random.Random(29)
+    picked = rng.sample(sorted(prompts), min(400, len(prompts)))
+    rows = [_row(_fill(p, _JINJA_EXPR, rng), 0, "promptsource", "prompt template")
+            for p in picked]
+    return [r for r in rows if len(str(r["text"])) > 20]
+
+
 def _synthetic(dev: Path, mirror: Path) -> list[Row]:
     return [{**row, "source": synthetic.SOURCE} for row in synthetic.generate()]
 
@@ -274,6 +341,12 @@ SOURCES: tuple[Source, ...] = (
            _tldr),
     Source("gitignore", "github.com/github/gitignore *.gitignore", GITIGNORE[1], "CC0-1.0",
            "train", "benign ignore-file templates (document and tool channels)", _gitignore),
+    Source("flan", "github.com/google-research/FLAN flan/templates.py", FLAN[1], "Apache-2.0",
+           "train", "benign instruction templates, inputs filled with neutral passages", _flan),
+    Source("promptsource", "github.com/bigscience-workshop/promptsource "
+           "promptsource/templates/**/templates.yaml", PROMPTSOURCE[1], "Apache-2.0", "train",
+           "benign prompt templates (prompt side), inputs filled with neutral passages",
+           _promptsource),
     Source("langkit", "github.com/whylabs/langkit langkit/themes.json (jailbreak)",
            LANGKIT[1], "Apache-2.0", "train", "role-play jailbreak prompts", _langkit),
     Source("giskard", "github.com/Giskard-AI/prompt-injections prompt_injections.csv",

@@ -72,3 +72,18 @@ def test_adversarial_repetition_finishes(text: str) -> None:
 def test_random_rule_vocabulary_gives_valid_spans(text: str) -> None:
     for hit in heuristics.find(text):
         assert 0 <= hit.start <= hit.end <= len(text)
+
+
+_PIECES = st.sampled_from([
+    "ignore", "all", "previous", "instructions", "you are now", "system prompt", "reveal",
+    "your", "password", "<|im_start|>", "send", "the data", "to", "https://x.example/a?b=c",
+    "忽略", "之前的", "指令", "no restrictions", "stay in character", "\n", " ", ".", ",",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=30).map(" ".join))
+def test_one_pass_set_agrees_with_every_rule_run_alone(text: str) -> None:
+    alone = [(r.name, r.pattern.search(text)) for r in heuristics.RULES]
+    expected = [(name, m.start(), m.end()) for name, m in alone if m is not None]
+    assert [(h.rule, h.start, h.end) for h in heuristics.find(text)] == expected

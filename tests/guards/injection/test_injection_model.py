@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tsuba.core.errors import ConfigError
 from tsuba.guards.injection.features import N_HASHED, hashed, prepare
@@ -64,3 +66,67 @@ def test_feature_hashing_is_deterministic_and_in_range() -> None:
     assert a[0].min() >= 0 and a[0].max() < N_HASHED
     idx, _ = hashed([prepare("word " * 1000)])
     assert len(idx) == len(set(idx.tolist()))  # presence, not counts
+
+
+def _reference_word_hashes(text: str) -> list[int]:
+    """The word n-gram hashes written out one token at a time, as the definition reads."""
+    import re
+    from itertools import pairwise
+
+    mask = (1 << 64) - 1
+    base, mix, shift = 0x100000001B3, 0x9E3779B97F4A7C15, 64 - 18
+    seed1, seed2 = 0x51ED270B27A5_0000 + 101, 0x51ED270B27A5_0000 + 102
+    uni = []
+    for token in re.findall(r"\w+|[^\w\s]", text):
+        h = 0
+        for ch in token:
+            h = (h * base + ord(ch)) & mask
+        uni.append(h)
+    out = [((((u + seed1) & mask) * mix) & mask) >> shift for u in uni]
+    out += [((((a * base + b + seed2) & mask) * mix) & mask) >> shift
+            for a, b in pairwise(uni)]
+    return sorted(out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab Zé日本語 .!\n\u0430\U0001f600"), max_size=80))
+def test_vectorised_word_hashing_matches_the_token_by_token_definition(text: str) -> None:
+    from tsuba.guards.injection.features import _word_ngrams
+
+    assert sorted(_word_ngrams(text).tolist()) == _reference_word_hashes(text)
+
+
+def test_training_names_a_missing_mirror(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
+    try:
+        from injection_data.sources import MissingMirror, _git_show
+    finally:
+        sys.path.pop(0)
+    with pytest.raises(MissingMirror, match=r"sherdencooper/GPTFuzz.*github:sherdencooper/GPTFuzz"):
+        _git_show(tmp_path, "sherdencooper/GPTFuzz", "0" * 40, "README.md")
+
+
+def test_evaluation_only_sources_are_marked_and_absent_from_the_weights() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
+    try:
+        from injection_data.sources import SOURCES
+        from train_injection import key64
+    finally:
+        sys.path.pop(0)
+    manifest = load_manifest()["datasets"]
+    eval_only = [s for s in SOURCES if s.use == "eval"]
+    assert {"tensor-trust", "giskard"} <= {s.name for s in eval_only}
+    for src in eval_only:
+        assert manifest[src.name]["use"] == "eval"
+    mirror = Path("/work/.mirror")
+    if not (mirror / "Giskard-AI+prompt-injections").exists():
+        pytest.skip("the Giskard mirror is not on this machine")
+    model_file = Path(load_model.__code__.co_filename).parent / "data" / "injection_model.npz"
+    with np.load(model_file) as data:
+        trained = set(int(k) for k in data["train_keys"])
+    giskard = next(s for s in eval_only if s.name == "giskard").load(Path("."), mirror)
+    assert giskard and not {key64(str(r["text"])) for r in giskard} & trained
