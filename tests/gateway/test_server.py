@@ -182,3 +182,42 @@ def test_first_start_records_the_keys_it_created(server: tuple[str, Path]) -> No
         if e["event"]["class"] == "entity_management" and e["event"]["activity"] == "create"
     }
     assert {"key/audit-signing", "key/data"} <= created
+
+
+def test_several_workers_report_the_response_loop_on_metrics(tmp_path: Path) -> None:
+    """With two workers, /metrics is rendered from the workers' shared files; the incident
+    and loop figures (which live in the database) are there too, and the loop is active."""
+    home = tmp_path / "home"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TSUBA_")}
+    env.update(TSUBA_HOME=str(home))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tsuba.cli.main", "up", "--port", str(port), "--workers", "2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        text = ""
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            try:
+                text = httpx.get(f"{base}/metrics", timeout=2).text
+            except httpx.TransportError:
+                text = ""
+            if "tsuba_soar_loop_active 1.0" in text:
+                break
+            time.sleep(0.3)
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            pytest.fail(f"tsuba up exited: {out}")
+        assert "tsuba_soar_loop_active 1.0" in text
+        assert "tsuba_soar_incidents " in text
+        assert "tsuba_gateway_audit_failures_total" in text  # the workers' samples too
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

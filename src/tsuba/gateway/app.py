@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -76,6 +77,7 @@ def create_app(
                 app.state.platform, authenticator=authenticator, limiter=limiter
             )
             chores = asyncio.create_task(maintenance.run(app.state.gateway))
+            _share_soar_metrics(app.state.platform)
             yield
         finally:
             if chores is not None:
@@ -139,6 +141,18 @@ def create_app(
         return Response(body, media_type=content_type)
 
     return app
+
+
+def _share_soar_metrics(platform: Platform) -> None:
+    """With several workers, each renders the incident and loop figures from the database."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR") or not platform.settings.soar.enabled:
+        return
+    from tsuba.soar.metrics import SoarCollector, compute_metrics  # noqa: PLC0415
+    from tsuba.soar.service import LoopCollector  # noqa: PLC0415
+
+    engine = platform.engine
+    metrics.share_collectors([SoarCollector(lambda: compute_metrics(engine), ttl=15.0),
+                              LoopCollector(engine)])
 
 
 def _describe_inference(app: FastAPI) -> None:

@@ -16,6 +16,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.registry import Collector
 
 HTTP_REQUESTS = Counter(
     "tsuba_http_requests_total", "HTTP requests served", ["method", "route", "status"]
@@ -32,9 +33,22 @@ READY_FAILURES = Counter(
 )
 
 
+# Collectors computed from the database (incident and response-loop figures).  With one
+# process they are on the default registry; with several workers each worker adds them to
+# the registry it renders, since the loop's own process serves no /metrics.
+_SHARED: list[Collector] = []
+
+
+def share_collectors(collectors: list[Collector]) -> None:
+    """Replace the shared collectors (an app started again in one process replaces them)."""
+    _SHARED[:] = collectors
+
+
 def render() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        for collector in _SHARED:
+            registry.register(collector)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
