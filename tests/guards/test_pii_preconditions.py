@@ -257,3 +257,15 @@ def test_month_gate_passes_wherever_a_textual_date_matches(parts: list[str]) -> 
     folded = text.translate(dates._ODD_FOLDS).lower()
     if _TEXTUAL.search(text) is not None:
         assert dates._ANY_MONTH.search(folded) is not None
+
+
+def test_registry_changes_after_the_first_call_take_effect() -> None:
+    analyzer = Analyzer()
+    text = "ref ZZ-1234-QQ for Anna"
+    assert not any(f.entity_type == "TICKET" for f in analyzer.analyze(text))
+    analyzer.add(PatternRecognizer("ticket", "TICKET", r"ZZ-[0-9]{4}-QQ", 0.9))
+    assert any(f.entity_type == "TICKET" for f in analyzer.analyze(text))
+    analyzer.remove("ticket")
+    assert not any(f.entity_type == "TICKET" for f in analyzer.analyze(text))
+    analyzer.recognizers[0] = PatternRecognizer("ticket", "TICKET", r"ZZ-[0-9]{4}-QQ", 0.9)
+    assert any(f.entity_type == "TICKET" for f in analyzer.analyze(text))
