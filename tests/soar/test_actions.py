@@ -805,3 +805,15 @@ def test_cli_blocklist_add_list_remove(
     changes = [r["event"]["attributes"].get("change") for r in audit
                if r["event"].get("resource", "").startswith("ip/")]
     assert changes == ["block_ip", "unblock_ip"]
+
+
+def test_rotated_keys_dir_comes_from_settings(tmp_path: Path) -> None:
+    from tsuba.core.config import load_settings
+    from tsuba.soar.actions import rotated_keys_dir
+
+    home = tmp_path / "home"
+    assert rotated_keys_dir(load_settings(home)) is None  # unset: the secret is never kept
+    relative = load_settings(home, soar={"rotated_keys_dir": "rotated"})
+    assert rotated_keys_dir(relative) == relative.home / "rotated"
+    absolute = load_settings(home, soar={"rotated_keys_dir": str(tmp_path / "vault")})
+    assert rotated_keys_dir(absolute) == tmp_path / "vault"

@@ -33,7 +33,7 @@ from tsuba.core.errors import InputError
 from tsuba.core.events import SecurityEvent, Severity
 from tsuba.core.identity import parse_duration, parse_instant
 from tsuba.core.platform import Platform
-from tsuba.soar.actions import builtin_actions
+from tsuba.soar.actions import builtin_actions, rotated_keys_dir
 from tsuba.soar.blocklist import block_network, list_blocked, unblock_network
 from tsuba.soar.external import falco_alerts, trivy_alert
 from tsuba.soar.incidents import (
@@ -393,9 +393,9 @@ def playbook_run_cmd(
     cfg = settings(home)
     with Platform.open(cfg) as platform:
         svc = IncidentService(platform.engine, emit=platform.record, actor=local_actor())
-        smtp = getattr(platform.settings.soar, "smtp", None)
-        runner = PlaybookRunner(svc, builtin_actions(platform, svc, smtp=smtp),
-                                emit=platform.record)
+        actions = builtin_actions(platform, svc, smtp=platform.settings.soar.smtp,
+                                  rotated_key_dir=rotated_keys_dir(platform.settings))
+        runner = PlaybookRunner(svc, actions, emit=platform.record)
         results = runner.run(spec, incident, dry_run=dry_run, approved_by=approved_by)
     rows = [r.to_dict() for r in results]
     if fmt is Format.json:

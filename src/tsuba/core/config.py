@@ -411,6 +411,9 @@ class SoarSettings(_Section):
     ingest_max_body_bytes: int = Field(default=1 << 20, ge=1024, le=64 << 20)
     trivy_min_severity: Literal["low", "medium", "high", "critical"] = "high"
     smtp: SmtpConfig | None = None  # where the playbooks' email action sends from
+    # Where rotate_api_key keeps each replacement key, encrypted with the key store, for an
+    # operator to hand over (relative: in home); unset, the new secret is never kept.
+    rotated_keys_dir: str | None = None
 
     @field_validator("respond_within_seconds")
     @classmethod

@@ -496,3 +496,12 @@ __all__ = [
     "send_email",
     "store_smtp_password",
 ]
+
+
+def rotated_keys_dir(settings: Settings) -> Path | None:
+    """Where ``rotate_api_key`` keeps replacement keys (``soar.rotated_keys_dir``), if set."""
+    where = settings.soar.rotated_keys_dir
+    if where is None:
+        return None
+    path = Path(where)
+    return path if path.is_absolute() else settings.home / path

@@ -518,9 +518,10 @@ class ResponseService:
         self._sinks = []
 
     def _actions(self) -> Mapping[str, Action]:
-        from tsuba.soar.actions import builtin_actions  # noqa: PLC0415 - loads the services
+        from tsuba.soar.actions import builtin_actions, rotated_keys_dir  # noqa: PLC0415
 
-        return builtin_actions(self.platform, self.incidents, smtp=self.settings.smtp)
+        return builtin_actions(self.platform, self.incidents, smtp=self.settings.smtp,
+                               rotated_key_dir=rotated_keys_dir(self.platform.settings))
 
     def _sla_tick(self) -> None:
         now = time.monotonic()
