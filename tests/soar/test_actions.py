@@ -817,3 +817,16 @@ def test_rotated_keys_dir_comes_from_settings(tmp_path: Path) -> None:
     assert rotated_keys_dir(relative) == relative.home / "rotated"
     absolute = load_settings(home, soar={"rotated_keys_dir": str(tmp_path / "vault")})
     assert rotated_keys_dir(absolute) == tmp_path / "vault"
+
+
+def test_contain_incident_marks_it_contained_once(world: World) -> None:
+    from tsuba.soar.incidents import State
+
+    contain = world.actions()["contain_incident"]
+    assert not contain.destructive
+    assert contain({"incident": str(world.incident), "note": "key revoked"}) == \
+        f"incident {world.incident} contained"
+    assert world.incidents.get(world.incident).state is State.CONTAINED
+    assert "already contained" in contain({"incident": str(world.incident)})
+    with pytest.raises(InputError, match="needs 'incident'"):
+        contain({"incident": "{incident.id}"})

@@ -31,7 +31,7 @@ from tsuba.core.platform import Platform
 from tsuba.gateway.auth import ApiKeyService, create_api_key
 from tsuba.gateway.auth.keyformat import format_key, new_key
 from tsuba.gateway.demo import DemoServer
-from tsuba.soar.incidents import IncidentService, Priority
+from tsuba.soar.incidents import IncidentService, Priority, State
 
 RSYSLOGD = shutil.which("rsyslogd") or (
     "/usr/sbin/rsyslogd" if Path("/usr/sbin/rsyslogd").exists() else None
@@ -56,6 +56,9 @@ steps:
     action: incident_note
     params: {incident: "{incident.id}",
              text: "revoked {alert.group.credential_id}, used from {alert.src_ip}"}
+  - id: contain
+    action: contain_incident
+    params: {incident: "{incident.id}", note: "key revoked"}
 """
 
 
@@ -251,6 +254,12 @@ def test_stuffed_then_leaked_key_is_detected_revoked_and_reported(
         with pytest.raises(openai.AuthenticationError):
             _chat(client)
 
+    # The playbook marked it contained: the time to first response needs no person.
+    with Platform.open(load_settings(home)) as platform:
+        incidents = IncidentService(platform.engine)
+        wait_for(lambda: incidents.get(incident.id).state is State.CONTAINED,
+                 "the playbook to contain the incident")
+
     # A responder confirms and resolves; the response times are on record.
     resolved = cli("soar", "resolve", str(incident.id), "-m", "key revoked by playbook",
                    "--home", str(home))
@@ -260,6 +269,7 @@ def test_stuffed_then_leaked_key_is_detected_revoked_and_reported(
     figures = metrics.json()
     assert figures["incidents"] >= 1
     assert figures["mttd_seconds"] is not None and figures["mttd_seconds"] >= 0
+    assert figures["mtta_seconds"] is not None and figures["mtta_seconds"] >= 0
     assert figures["mttr_seconds"] is not None and figures["mttr_seconds"] > 0
 
     # The SIEMs got it: CEF over syslog at rsyslog, OCSF lines in the file.

@@ -452,6 +452,26 @@ def rotate_key_action(platform: Platform, actor: str) -> FunctionAction:
     return _function(rotate, destructive=True)
 
 
+def contain_incident_action(incidents: IncidentService) -> FunctionAction:
+    """Mark the incident contained (the harm is stopped), as a playbook's last step after
+    it revoked, blocked or quarantined: the time to containment is then on record without
+    waiting for a person.  Resolving stays a person's call.  Idempotent."""
+    from tsuba.soar.incidents import State  # noqa: PLC0415
+    from tsuba.soar.playbooks import FunctionAction  # noqa: PLC0415
+
+    def contain(params: dict[str, Any]) -> str:
+        incident = params.get("incident")
+        if not isinstance(incident, int | str) or not str(incident).isdigit():
+            raise InputError("contain_incident needs 'incident' (e.g. '{incident.id}')")
+        current = incidents.get(int(incident))
+        if current.state in (State.CONTAINED, State.RESOLVED, State.CLOSED):
+            return f"incident {incident} was already {current.state.value}"
+        incidents.contain(int(incident), str(params.get("note") or "contained by playbook"))
+        return f"incident {incident} contained"
+
+    return FunctionAction(contain)
+
+
 def builtin_actions(
     platform: Platform,
     incidents: IncidentService,
@@ -476,6 +496,7 @@ def builtin_actions(
     return {
         "incident_note": note,
         "note": note,
+        "contain_incident": contain_incident_action(incidents),
         "webhook": webhook_action(timeout=webhook_timeout),
         "email": email_action(smtp, password),
         "revoke_api_key": revoke_api_key_action(platform, actor),
