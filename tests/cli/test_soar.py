@@ -279,3 +279,19 @@ def test_playbook_revokes_a_leaked_key_on_each_backend(
     broken = tmp_path / "broken.yaml"
     broken.write_text("id: x\ntitle: t\nsteps: []\n", encoding="utf-8")
     assert "steps" in _error(cli("soar", "playbook", "run", str(broken), "--incident", "1"))
+
+
+def test_export_refuses_events_that_break_the_ocsf_schema(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    events = tmp_path / "old.jsonl"
+    fine = {"time": "2026-03-01T12:00:00Z", "class": "authentication", "outcome": "failure",
+            "src_ip": "203.0.113.9"}
+    stale = {**fine, "time": "1990-01-01T00:00:00Z"}  # before OCSF's time range
+    events.write_text(json.dumps(fine) + "\n" + json.dumps(stale) + "\n", encoding="utf-8")
+    for form in ("ocsf", "hec"):
+        res = cli("soar", "export", str(events), "--to", form, "-o", str(tmp_path / "x.json"))
+        assert res.code == 2 and "event 2:" in res.stderr and "time" in res.stderr, res
+        assert not (tmp_path / "x.json").exists()  # nothing written
+    sent = cli("soar", "export", str(events), "--no-validate")
+    assert sent.code == 0 and len(sent.stdout.splitlines()) == 2
+    # CEF has no schema to break: the same events convert.
+    assert cli("soar", "export", str(events), "--to", "cef").code == 0

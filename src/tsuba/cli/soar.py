@@ -49,7 +49,9 @@ from tsuba.soar.playbooks import PlaybookRunner, load_playbook, to_cacao
 from tsuba.soar.rules import Alert
 from tsuba.soar.rules.jsonl import read_events
 from tsuba.soar.rules.spec import yaml_problem
-from tsuba.soar.siem import cef, ecs, ecs_bulk, splunk_hec, syslog_5424
+from tsuba.soar.siem import cef, ecs, ecs_bulk, syslog_5424
+from tsuba.soar.siem.ocsf_schema import InvalidOcsfEvent
+from tsuba.soar.siem.sinks import hec_line, ocsf_line
 
 app = typer.Typer(
     help="Incidents and response: list, show, ack, contain, resolve, close, metrics.",
@@ -313,7 +315,7 @@ class SiemFormat(StrEnum):
 
 
 def _siem_line(event: SecurityEvent, to: SiemFormat, index: str | None,
-               hostname: str | None) -> bytes:
+               hostname: str | None, *, validate: bool = True) -> bytes:
     if to is SiemFormat.cef:
         return cef(event).encode("utf-8", "replace") + b"\n"
     if to is SiemFormat.syslog:
@@ -321,8 +323,8 @@ def _siem_line(event: SecurityEvent, to: SiemFormat, index: str | None,
     if to is SiemFormat.ecs:
         return ecs_bulk([event], index) if index else _json_line(ecs(event))
     if to is SiemFormat.hec:
-        return _json_line(splunk_hec(event, host=hostname, index=index))
-    return _json_line(event.to_ocsf())
+        return hec_line(event, validate=validate, host=hostname, index=index)
+    return ocsf_line(event, validate=validate)
 
 
 def _json_line(data: object) -> bytes:
@@ -331,7 +333,7 @@ def _json_line(data: object) -> bytes:
 
 
 @app.command("export")
-def export_cmd(
+def export_cmd(  # noqa: PLR0917 - typer options
     events: Annotated[Path, typer.Argument(help="JSON-lines events ('-' for stdin).")],
     to: Annotated[SiemFormat, typer.Option("--to", help="The SIEM form.")] = SiemFormat.ocsf,
     output: Annotated[
@@ -344,13 +346,20 @@ def export_cmd(
     hostname: Annotated[
         str | None, typer.Option("--hostname", help="syslog HOSTNAME / HEC host.")
     ] = None,
+    validate: Annotated[
+        bool, typer.Option("--validate/--no-validate",
+                           help="OCSF and HEC: refuse events that break the OCSF schema.")
+    ] = True,
 ) -> None:
     """Convert events to OCSF, CEF, RFC 5424 syslog, Elastic ECS or Splunk HEC, one a line."""
     chunks: list[bytes] = []
     with open_lines(events) as lines:
         try:
-            for event in read_events(lines):
-                chunks.append(_siem_line(event, to, index, hostname))
+            for number, event in enumerate(read_events(lines), start=1):
+                try:
+                    chunks.append(_siem_line(event, to, index, hostname, validate=validate))
+                except InvalidOcsfEvent as exc:
+                    raise InputError(f"event {number}: {exc.message}") from None
         except UnicodeDecodeError:
             raise InputError(f"event file {events} is not UTF-8 text") from None
     data = b"".join(chunks)  # all lines checked before anything is written
