@@ -114,16 +114,24 @@ def held_out_rates(
 
 
 def latency(fn: Callable[[str], object], texts: list[str]) -> dict[str, float]:
+    """Milliseconds per text: one pass as measured, and each text's best of three passes.
+
+    The machine is shared, so a single pass also counts time the process spent descheduled;
+    the best of three passes is the detector's own cost per text.
+    """
     for t in texts[:20]:
         fn(t)
-    times = []
-    for t in texts:
-        start = time.perf_counter_ns()
-        fn(t)
-        times.append((time.perf_counter_ns() - start) / 1e6)
-    arr = np.array(times)
-    return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)),
-            "mean_ms": float(arr.mean())}
+    runs = np.zeros((3, len(texts)))
+    for r in range(3):
+        for i, t in enumerate(texts):
+            start = time.perf_counter_ns()
+            fn(t)
+            runs[r, i] = (time.perf_counter_ns() - start) / 1e6
+    first, best = runs[0], runs.min(axis=0)
+    return {"p50_ms": float(np.percentile(first, 50)), "p99_ms": float(np.percentile(first, 99)),
+            "mean_ms": float(first.mean()),
+            "best_of_3_p50_ms": float(np.percentile(best, 50)),
+            "best_of_3_p99_ms": float(np.percentile(best, 99))}
 
 
 def pathological() -> dict[str, float]:
@@ -218,7 +226,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{'detector':36} {'TPR@1%':>7} {'(per-src)':>9} {'TPR@5%':>7} {'AUROC':>6} "
-          f"{'mention FP@1%':>13} {'p50 ms':>7} {'p99 ms':>7}")
+          f"{'mention FP@1%':>13} {'p50 ms':>7} {'p99 ms':>7} {'best-of-3 p99':>13}")
     for name, entry in table.items():
         o = entry["overall"]
         lat_name = name if name in lat else "tsuba (shipped model)"
@@ -226,7 +234,8 @@ def main() -> None:
         print(f"{name:36} {o['tpr_at_1pct_fpr']:7.3f} {per_src:9.3f} "
               f"{o['tpr_at_5pct_fpr']:7.3f} {o['auroc']:6.3f} "
               f"{o['mention_fpr_at_1pct_point']:13.3f} "
-              f"{lat[lat_name]['p50_ms']:7.3f} {lat[lat_name]['p99_ms']:7.3f}")
+              f"{lat[lat_name]['p50_ms']:7.3f} {lat[lat_name]['p99_ms']:7.3f} "
+              f"{lat[lat_name]['best_of_3_p99_ms']:13.3f}")
     print("\nTPR at 1% FPR per held-out attack source:")
     for s in attack_sources:
         cells = "  ".join(f"{n.split(' ')[0]}={table[n][s]['tpr_at_1pct_fpr']:.2f}"

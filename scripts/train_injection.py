@@ -10,7 +10,27 @@ shape the shipped weights; "eval" sources and the hand-written test fixtures nev
 Validation is leave-one-source-out: for each training source, a model trained on all the
 others scores it through the real inference path (windows included).  Every benign text is
 thus scored by a model that never saw its source, and those pooled scores fix the operating
-points (1% and 5% false positives) that the shipped model uses.
+points (1% and 5% false positives) that the shipped model uses.  The figures reported for a
+held-out source use operating points set on the other sources' benign texts only.
+
+Inputs.  The development set (``--dev``) holds deepset, awesome-chatgpt-prompts and Tensor
+Trust.  Every other source is read with ``git show`` from a bare mirror
+``<mirror>/<owner>+<name>/repo`` at the pinned commit; a missing mirror or commit stops the
+run with a message that names it.  Mirror each with the ``fetch`` target on the left:
+
+    github:sherdencooper/GPTFuzz             1eddeb565740ae311b5f4950492b011a6f866fe7  MIT
+    github:microsoft/BIPIA                   1a2a91da6bb12838e05d1b2e54d98e2f37b835f3  MIT
+    github:yizhongw/self-instruct            0b26ccaa415992100fa32df62d41b994cf928e23  Apache-2.0
+    github:openai/grade-school-math          3101c7d5072418e28b9008a6636bde82a006892c  MIT
+    github:tldr-pages/tldr                   08e345f42639f67d99282813247ac670dc6e87cb  CC-BY-4.0
+    github:github/gitignore                  dcc0fc7bc2b5ba480cf117ad1be31bafceeaff46  CC0-1.0
+    github:google-research/FLAN              e9e4ec6e2701182c7a91af176f705310da541277  Apache-2.0
+    github:bigscience-workshop/promptsource  7dab96a3eeb3717cea633705135ebc488885d709  Apache-2.0
+    github:whylabs/langkit                   5d6cab1e2ff32181ba5c514aaa2a4473421dc413  Apache-2.0
+    github:Giskard-AI/prompt-injections      ce50a549dadc46b48c931250d2dd71d5f003c0c2  eval only
+
+Giskard's file copies garak's prompts, which are reserved for independent evaluation, and
+Tensor Trust has no licence: both are scored, never trained on.
 """
 
 from __future__ import annotations
