@@ -192,7 +192,6 @@ class Analyzer:
             return sorted(found, key=_position)
         return resolve_overlaps(_drop_parts(found))
 
-
     def _denied(self, text: str, wanted: frozenset[str] | None) -> Iterable[Finding]:
         for entity, pattern in self._deny:
             if wanted is None or entity in wanted:
