@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tsuba.soar.actions import SmtpConfig, builtin_actions
     from tsuba.soar.anomaly import BaselineDetector, batch_outliers, principal_features
     from tsuba.soar.external import falco_alerts, trivy_alert
     from tsuba.soar.incidents import IncidentPolicy, IncidentService, PostMortem, Priority, State
@@ -17,9 +18,15 @@ if TYPE_CHECKING:
     from tsuba.soar.metrics import SoarMetrics, compute_metrics, register_metrics
     from tsuba.soar.playbooks import PlaybookRunner, from_cacao, load_playbook, to_cacao
     from tsuba.soar.rules import Alert, DetectionEngine, builtin_rules, load_rules
+    from tsuba.soar.service import ResponseService
+    from tsuba.soar.siem import validate_ocsf
     from tsuba.soar.siem.sinks import SiemForwarder
 
 _WHERE = {
+    "SmtpConfig": "actions",
+    "builtin_actions": "actions",
+    "ResponseService": "service",
+    "validate_ocsf": "siem",
     "Alert": "rules",
     "DetectionEngine": "rules",
     "builtin_rules": "rules",
@@ -56,10 +63,13 @@ __all__ = [
     "PlaybookRunner",
     "PostMortem",
     "Priority",
+    "ResponseService",
     "SiemForwarder",
+    "SmtpConfig",
     "SoarMetrics",
     "State",
     "batch_outliers",
+    "builtin_actions",
     "builtin_rules",
     "compute_metrics",
     "falco_alerts",
@@ -71,6 +81,7 @@ __all__ = [
     "subscribe",
     "to_cacao",
     "trivy_alert",
+    "validate_ocsf",
 ]
 
 
