@@ -1,7 +1,9 @@
 """Held-out PII evaluation set: Faker values in sentence templates, plus hard negatives.
 
 The detector is never tuned on this set; its templates were written apart from the
-detector's cue lists, and the seed is frozen so every run scores the same documents.
+detector's cue lists, and the seed and the reference date are frozen so every run, on
+any day and in any time zone, scores the same documents (Faker's own date helpers count
+back from today in local time, so dates here come from fixed ranges in UTC).
 Hard negatives are machine strings that are not PII (log timestamps, version strings,
 order ids, git SHAs and other hashes, UUIDs, HTTP status lines, file sizes); every
 prediction on them counts as a false positive.
@@ -19,10 +21,16 @@ import re
 import string
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from faker import Faker
 
 SEED = 20261125
+REFERENCE = datetime(2026, 11, 25, tzinfo=UTC)  # "today" for every generated date
+# Ranges as POSIX seconds, which Faker takes as they are.
+NOW = int(REFERENCE.timestamp())
+BORN_FROM = int(REFERENCE.replace(year=REFERENCE.year - 115).timestamp())  # date_of_birth's range
+DECADE_START = int(datetime(REFERENCE.year - REFERENCE.year % 10, 1, 1, tzinfo=UTC).timestamp())
 PER_LOCALE = 160
 NEGATIVES = 240
 LOCALES = ("en_US", "de_DE", "fr_FR", "es_ES", "ja_JP", "en_GB", "it_IT", "nl_NL")
@@ -152,7 +160,7 @@ def _value(fake: Faker, locale: str, kind: str, rng: random.Random) -> str | Non
     if kind == "IBAN_CODE":
         return fake.iban()
     if kind == "DATE_TIME":
-        d = fake.date_of_birth()
+        d = fake.date_time_between_dates(BORN_FROM, NOW, tzinfo=UTC).date()
         return d.strftime(rng.choice(["%d.%m.%Y", "%d/%m/%Y", "%Y-%m-%d"]))
     if kind == "IP_ADDRESS":
         return fake.ipv4_public() if rng.random() < 0.7 else fake.ipv6()
@@ -186,13 +194,16 @@ def _fill(template: str, fake: Faker, locale: str, rng: random.Random) -> Doc | 
 
 
 def _negative(rng: random.Random, fake: Faker) -> Doc:
+    def this_decade() -> datetime:
+        return fake.date_time_between_dates(DECADE_START, NOW, tzinfo=UTC)
+
     def ts() -> str:
-        return fake.date_time_this_decade().strftime("%Y-%m-%dT%H:%M:%S") + f".{rng.randint(0, 999):03d}Z"
+        return this_decade().strftime("%Y-%m-%dT%H:%M:%S") + f".{rng.randint(0, 999):03d}Z"
 
     sha = hashlib.sha1(str(rng.random()).encode()).hexdigest()
     choices = [
         lambda: f"{ts()} INFO worker-{rng.randint(1, 64)} processed job {uuid.UUID(int=rng.getrandbits(128))}",
-        lambda: f"[{fake.date_time_this_decade():%Y-%m-%d %H:%M:%S}] ERROR request failed after {rng.randint(1, 999)} ms",
+        lambda: f"[{this_decade():%Y-%m-%d %H:%M:%S}] ERROR request failed after {rng.randint(1, 999)} ms",
         lambda: f"Upgraded libfoo from {rng.randint(0, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 30)} to v{rng.randint(1, 9)}.{rng.randint(0, 9)}.{rng.randint(0, 9)}-rc{rng.randint(1, 4)}",
         lambda: f"Order #{rng.randint(10**7, 10**10)} shipped; tracking {rng.randint(10**11, 10**13)}",
         lambda: f"commit {sha} merged into main",
