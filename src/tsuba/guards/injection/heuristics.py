@@ -12,6 +12,7 @@ quantifiers, so matching stays linear in the input.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 import re2  # RE2 runs every rule in linear time, with no backtracking at all
@@ -356,8 +357,12 @@ DATA_ONLY: frozenset[str] = frozenset({"response_directive"})
 MAX_SCAN_CHARS = 1 << 20  # rules read at most this much of one view; the classifier reads all
 
 
+@lru_cache(maxsize=1)
 def _rule_set() -> Any:
-    """All rules in one RE2 set: one pass over the text says which rules match at all."""
+    """All rules in one RE2 set: one pass over the text says which rules match at all.
+
+    Built on first use, so importing the package stays cheap.
+    """
     options = re2.Options()
     options.max_mem = 64 << 20
     rule_set = re2.Set.SearchSet(options)
@@ -367,8 +372,6 @@ def _rule_set() -> Any:
     return rule_set
 
 
-_SET = _rule_set()
-
 
 def find(text: str) -> list[Hit]:
     """Return the first match of every rule in ``text`` (rules are features, not counters).
@@ -377,7 +380,7 @@ def find(text: str) -> list[Hit]:
     names are searched again for their position.
     """
     sample = text[:MAX_SCAN_CHARS]
-    matched = _SET.Match(sample)
+    matched = _rule_set().Match(sample)
     if not matched:
         return []
     hits: list[Hit] = []
