@@ -56,8 +56,14 @@ def _data_path(name: str) -> Path:
 
 
 def load_model(path: Path | None = None) -> LinearModel:
-    """Read weights from ``path`` (default: the ones shipped in the package)."""
-    return _load(str(path) if path is not None else str(_data_path(WEIGHTS_FILE)))
+    """Read weights from ``path`` (default: the ones shipped in the package, read once)."""
+    return _load(str(path)) if path is not None else _shipped()
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> LinearModel:
+    # Resolving the package resource costs more than scoring a text, so it happens once.
+    return _load(str(_data_path(WEIGHTS_FILE)))
 
 
 @lru_cache(maxsize=4)
