@@ -213,6 +213,9 @@ _REWRITTEN = {
         r"(?<![A-Za-z0-9_])[A-Za-z]{2}[0-9]{2}(?:[ ]?[A-Za-z0-9]{4}){2,7}"
         r"(?:[ ]?[A-Za-z0-9]{1,3})?(?![A-Za-z0-9_])",
     ),
+    "ipv4": (
+        patterns._IPV4, r"(?<![A-Za-z0-9_.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![A-Za-z0-9_]|\.[0-9])"
+    ),
     "en_street": (address._EN, address._EN.replace(
         r"[0-9](?<![\w\-].)[0-9]{0,5}", r"(?<![\w\-])[0-9]{1,6}")),
     "fr_street": (address._FR, address._FR.replace(
@@ -269,3 +272,50 @@ def test_registry_changes_after_the_first_call_take_effect() -> None:
     assert not any(f.entity_type == "TICKET" for f in analyzer.analyze(text))
     analyzer.recognizers[0] = PatternRecognizer("ticket", "TICKET", r"ZZ-[0-9]{4}-QQ", 0.9)
     assert any(f.entity_type == "TICKET" for f in analyzer.analyze(text))
+
+
+GATED = [r for r in PATTERNS if r.gate is not None]
+
+
+@pytest.mark.parametrize("rec", GATED, ids=lambda r: r.name)
+def test_a_gate_is_found_wherever_its_pattern_matches(rec: PatternRecognizer) -> None:
+    pattern, gate = re.compile(rec.pattern, rec.flags), re.compile(rec.gate or "")
+
+    @FAST
+    @given(
+        st.lists(
+            st.one_of(
+                st.from_regex(_core(rec.pattern), fullmatch=True),
+                st.text(alphabet="0123456789abcfABCF:. -_@/\n", max_size=8),
+            ),
+            max_size=4,
+        )
+    )
+    def check(parts: list[str]) -> None:
+        text = "".join(parts)
+        if pattern.search(text) is not None:
+            assert gate.search(text) is not None, text
+
+    check()
+
+
+@FAST
+@given(st.lists(st.one_of(st.sampled_from(
+    ["AB12", "DE44 5001 0517 5407 3249 31", "4111 1111 1111 1111", "123-45-6789", "passport",
+     "C12345678", "2001:db8::1", "10.0.0.1", "Anna Berg", "1990-01-02", "ssn", "+49 30 1234567"]),
+    st.text(alphabet="0123456789 -.:ABab", max_size=14)), max_size=6))
+def test_steps_kept_per_text_shape_report_what_every_step_would(parts: list[str]) -> None:
+    text = " ".join(parts)
+    shared = Analyzer()
+    for language in ("en", "de", "ja"):
+        for wanted in (None, ["US_SSN", "PHONE_NUMBER"], ["PERSON"]):
+            fresh = Analyzer()
+            got = shared.analyze(text, wanted, language, min_score=0.0, resolve=False)
+            plain = [
+                f
+                for rec in fresh.recognizers
+                if (rec.languages is None or language in rec.languages)
+                for f in rec.analyze(text, TextContext(text, language))
+                if wanted is None or f.entity_type in wanted
+            ]
+            assert got == sorted(plain, key=lambda f: (f.start, f.end, f.entity_type))

@@ -124,6 +124,10 @@ class Analyzer:
     _deny: list[tuple[str, re.Pattern[str]]] = field(init=False, repr=False)
     _registry: list[Recognizer] = field(init=False, repr=False, default_factory=list)
     _plan: list[_Step] = field(init=False, repr=False, default_factory=list)
+    _chosen: dict[_Shape, list[_Step]] = field(init=False, repr=False, default_factory=dict)
+    _limits: tuple[int, int, frozenset[int]] = field(
+        init=False, repr=False, default=(0, 0, frozenset())
+    )
 
     def __post_init__(self) -> None:
         self._allow = frozenset(a.casefold() for a in self.allow)
@@ -139,7 +143,51 @@ class Analyzer:
         if self._registry != self.recognizers:
             self._registry = list(self.recognizers)
             self._plan = [_Step.of(r) for r in self._registry]
+            self._chosen = {}
+            self._limits = (
+                max((s.min_digits for s in self._plan), default=0),
+                max((s.min_run for s in self._plan), default=0),
+                frozenset().union(*(s.runs for s in self._plan if s.runs is not None)),
+            )
         return self._plan
+
+    def _applicable(
+        self, ctx: TextContext, language: str, wanted: frozenset[str] | None
+    ) -> list[_Step]:
+        """The steps whose digit, language and entity preconditions the text meets.
+
+        Those preconditions read only a few numbers about the text, so the surviving list is
+        kept per distinct shape (counts clipped to where no step tells them apart) and most
+        texts skip the per-recognizer checks altogether.
+        """
+        steps = self._steps()
+        digits, run = ctx.digits()
+        max_digits, max_run, lengths_seen = self._limits
+        shape = (
+            min(digits, max_digits),
+            min(run, max_run),
+            ctx.run_lengths() & lengths_seen,
+            language,
+            wanted,
+        )
+        chosen = self._chosen.get(shape)
+        if chosen is None:
+            chosen = [
+                step
+                for step in steps
+                if not (
+                    step.min_digits > digits
+                    or step.min_run > run
+                    or (step.runs is not None and step.runs.isdisjoint(shape[2]))
+                    or (step.recognizer.languages is not None
+                        and language not in step.recognizer.languages)
+                    or (wanted is not None and wanted.isdisjoint(step.recognizer.entities))
+                )
+            ]
+            if len(self._chosen) >= MAX_SHAPES:
+                self._chosen = {}
+            self._chosen[shape] = chosen
+        return chosen
 
     def add(self, recognizer: Recognizer) -> None:
         self.recognizers.append(recognizer)
@@ -168,19 +216,9 @@ class Analyzer:
         wanted = frozenset(entities) if entities is not None else None
         threshold = self.min_score if min_score is None else min_score
         ctx = TextContext(text, language)
-        digits, run = ctx.digits()
         found: list[Finding] = []
-        lengths = ctx.run_lengths()
-        for rec, min_digits, min_run, runs, pattern in self._steps():
-            if (
-                # A recognizer whose matches hold more digits than the text has cannot match.
-                min_digits > digits
-                or min_run > run
-                or (runs is not None and runs.isdisjoint(lengths))
-                or (rec.languages is not None and language not in rec.languages)
-                or (wanted is not None and wanted.isdisjoint(rec.entities))
-                or (pattern is not None and pattern.silent(ctx, threshold))
-            ):
+        for rec, _, _, _, pattern in self._applicable(ctx, language, wanted):
+            if pattern is not None and pattern.silent(ctx, threshold):
                 continue
             for f in rec.analyze(text, ctx):
                 if f.score >= threshold and (wanted is None or f.entity_type in wanted):
@@ -197,6 +235,12 @@ class Analyzer:
             if wanted is None or entity in wanted:
                 for m in pattern.finditer(text):
                     yield Finding(m.start(), m.end(), entity, 1.0, "deny_list", "deny list")
+
+
+MAX_SHAPES = 4096  # text shapes whose applicable steps are kept; then the list starts over
+
+# (digits, longest run, run lengths that gate some step, language, wanted entities)
+_Shape = tuple[int, int, frozenset[int], str, frozenset[str] | None]
 
 
 class _Step(NamedTuple):

@@ -108,8 +108,18 @@ _URL = (
     r"(?<![A-Za-z0-9_@])(?:(?:https?|ftp)://|www\.)"
     r"[A-Za-z0-9\-._~%!$&'*+,;=:@/?#\[\]À-ɏ]{1,2048}(?<![.,;:!?'\]])"
 )
-_IPV4 = r"(?<![A-Za-z0-9_.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![A-Za-z0-9_]|\.[0-9])"
+# The first digit before the look-behind: the scan skips to digits.
+_IPV4 = (
+    r"[0-9](?<![A-Za-z0-9_.].)[0-9]{0,2}\.(?:[0-9]{1,3}\.){2}[0-9]{1,3}"
+    r"(?![A-Za-z0-9_]|\.[0-9])"
+)
 _IPV6 = r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{1,4}:|:){2,7}(?:[0-9A-Fa-f]{1,4}|:)(?![A-Za-z0-9_:])"
+# Every IPv6 match has a colon followed by a hex digit or a colon (its second group's
+# start); this literal-led search is far cheaper than the pattern, which cannot skip ahead.
+_IPV6_GATE = r":[0-9A-Fa-f:]"
+# Every IBAN match starts with two letters and two digits; led by a digit, this search
+# skips through the text where the IBAN pattern has to stop at every letter.
+_IBAN_GATE = r"[0-9](?<=[A-Za-z]{2}[0-9])[0-9]"
 # B after the first digit: the same matches, and the scan skips straight to digits.
 B1 = r"(?<![A-Za-z0-9_@/.+\-#:].)"
 _CARD = rf"[0-9]{B1}(?:[ \-]?[0-9]){{11,18}}{E}"
@@ -166,7 +176,7 @@ def structured_recognizers() -> list[PatternRecognizer]:
             explanation="IPv4 address",
         ),
         PatternRecognizer(
-            "ipv6", "IP_ADDRESS", _IPV6, 0.75, validator=valid_ipv6, gate=":",
+            "ipv6", "IP_ADDRESS", _IPV6, 0.75, validator=valid_ipv6, gate=_IPV6_GATE,
             explanation="IPv6 address",
         ),
         PatternRecognizer(
@@ -175,7 +185,7 @@ def structured_recognizers() -> list[PatternRecognizer]:
             context=PAYMENT_CONTEXT, explanation="card number (Luhn and issuer prefix)",
         ),
         PatternRecognizer(
-            "iban", "IBAN_CODE", _IBAN, 0.85, validator=valid_iban,
+            "iban", "IBAN_CODE", _IBAN, 0.85, validator=valid_iban, gate=_IBAN_GATE,
             min_digits=6, context=IBAN_CONTEXT, negative_context=False, shrink=True,
             explanation="IBAN (ISO 13616 check digits)",
         ),

@@ -79,7 +79,7 @@ class TextContext:
         self.text = text
         self.lower = text.lower()
         self.language = language
-        self._gates: dict[str, bool] = {}
+        self._gates: dict[tuple[bool, re.Pattern[str]], bool] = {}
         self._runs: tuple[int, int] | None = None
         self._lengths: frozenset[int] = frozenset()
 
@@ -99,7 +99,7 @@ class TextContext:
 
     def gate(self, pattern: re.Pattern[str], *, lower: bool = False) -> bool:
         """Whether ``pattern`` occurs anywhere in the (lower-cased) text, once per call."""
-        key = ("L" if lower else "T") + pattern.pattern
+        key = (lower, pattern)  # a compiled pattern hashes by its source, whose hash is kept
         hit = self._gates.get(key)
         if hit is None:
             hit = pattern.search(self.lower if lower else self.text) is not None
