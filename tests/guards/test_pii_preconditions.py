@@ -218,6 +218,10 @@ _REWRITTEN = {
     ),
     "en_street": (address._EN, address._EN.replace(
         r"[0-9](?<![\w\-].)[0-9]{0,5}", r"(?<![\w\-])[0-9]{1,6}")),
+    "suffix_street": (address._SUFFIX_STREET, address._SUFFIX_STREET.replace(
+        rf"[0-9A-ZÀ-ÖØ-ÞĀ-Ž](?<![\w].)"
+        rf"(?:(?<=[0-9])[0-9]{{0,5}}[ \t]+{address._CAP}|(?<={address._CAP}))",
+        rf"(?<![\w])(?:[0-9]{{1,6}}[ \t]+)?{address._CAP}")),
     "fr_street": (address._FR, address._FR.replace(
         r"[0-9](?<![\w].)[0-9]{0,3}", r"(?<![\w])[0-9]{1,4}")),
 }

@@ -37,8 +37,11 @@ _DE_SUFFIX = (
     r"markt|graben|berg|hof|tor|kamp|straat|laan|gracht|plein|dijk|kade|singel|steeg|"
     r"tie|katu|kuja|polku|gatan|vägen|gränd|vej|gade|veien|gata|ulica|utca|cesta)"
 )
+# Its first character (a digit or a capital) before the look-behind, so the scan skips to
+# those; the look-behind after it says which of the two the match started with.
 _SUFFIX_STREET = (
-    rf"(?<![\w])(?:[0-9]{{1,6}}[ \t]+)?{_CAP}[\wÀ-ÿĀ-ž\-]{{0,30}}{_DE_SUFFIX}"
+    rf"[0-9A-ZÀ-ÖØ-ÞĀ-Ž](?<![\w].)(?:(?<=[0-9])[0-9]{{0,5}}[ \t]+{_CAP}|(?<={_CAP}))"
+    rf"[\wÀ-ÿĀ-ž\-]{{0,30}}{_DE_SUFFIX}"
     rf"(?:[ \t]+[0-9]{{1,4}}(?:[ \t]?[a-zA-Z](?![\w]))?(?:[\-/][0-9]{{1,4}})?){_UNIT}?"
 )
 _DE_SEPARATE = (
@@ -99,6 +102,13 @@ _NEXT_PART = re.compile(
 MAX_PARTS = 4
 
 
+def _holds_any(text: str, words: tuple[str, ...]) -> bool:
+    for word in words:  # noqa: SIM110  (a plain loop is faster than any() over a genexpr)
+        if word in text:
+            return True
+    return False
+
+
 def _lines_after(text: str, end: int) -> int:
     """Extend an address over the unit, town, region and country lines that follow it."""
     for _ in range(MAX_PARTS):
@@ -143,7 +153,7 @@ class AddressRecognizer:
         if ctx.digits()[0] == 0:
             return  # every address pattern holds a house number or a postcode
         for pattern, score, why, tail, needs in self._patterns:
-            if needs and not any(word in text for word in needs):
+            if needs and not _holds_any(text, needs):
                 continue
             for m in pattern.finditer(text):
                 start, end = m.span()

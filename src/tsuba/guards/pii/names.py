@@ -165,20 +165,37 @@ class _Tok:
 def _tokens(text: str, start: int, end: int) -> list[_Tok]:
     toks = []
     for m in _TOKEN.finditer(text, start, end):
-        raw = m.group()
-        word = raw[:-1] if raw.endswith(".") and len(raw) > 2 else raw
-        end = m.start() + len(word)
-        possessive = word.endswith(("'s", "’s"))
-        if possessive:
-            word, end = word[:-2], end - 2
-        if not word:
-            continue
-        key = word.lower()
-        if not key.isascii():
-            key = unicodedata.normalize("NFC", key)
-        cap = word[0].isupper()
-        toks.append(_Tok(m.start(), end, word, key, cap, possessive))
+        tok = _token(m.start(), m.group())
+        if tok is not None:
+            toks.append(tok)
     return toks
+
+
+def _run_tokens(text: str, run: re.Match[str]) -> list[_Tok]:
+    """The tokens of a capitalised run; a run of one word is one token, found without a scan.
+
+    A run without a space is a single word, or an initial; it is one whole token unless it
+    was cut off after an apostrophe or hyphen (the token pattern would stop before those).
+    """
+    raw = run.group()
+    if " " not in raw and raw[-1] not in "'’-":
+        tok = _token(run.start(), raw)
+        return [tok] if tok is not None else []
+    return _tokens(text, run.start(), run.end())
+
+
+def _token(start: int, raw: str) -> _Tok | None:
+    word = raw[:-1] if raw.endswith(".") and len(raw) > 2 else raw
+    end = start + len(word)
+    possessive = word.endswith(("'s", "’s"))
+    if possessive:
+        word, end = word[:-2], end - 2
+    if not word:
+        return None
+    key = word.lower()
+    if not key.isascii():
+        key = unicodedata.normalize("NFC", key)
+    return _Tok(start, end, word, key, word[0].isupper(), possessive)
 
 
 class NameRecognizer:
@@ -191,7 +208,7 @@ class NameRecognizer:
     def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
         gz = gazetteer()
         for run in _CAP_RUN.finditer(text):
-            toks = _tokens(text, run.start(), run.end())
+            toks = _run_tokens(text, run)
             if len(toks) == 1 and _nothing_alone(gz, toks[0].key):
                 continue  # the same test as below, before looking for the word in front
             prev = _PREV_WORD.search(text, max(0, run.start() - 16), run.start())
