@@ -12,7 +12,7 @@ import dataclasses
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from stdnum import iban, luhn
 
@@ -323,3 +323,17 @@ def test_steps_kept_per_text_shape_report_what_every_step_would(parts: list[str]
                 if wanted is None or f.entity_type in wanted
             ]
             assert got == sorted(plain, key=lambda f: (f.start, f.end, f.entity_type))
+
+
+@FAST
+@given(st.lists(st.one_of(
+    st.sampled_from(["Anna", "J.", "O'Brien", "Berg's", "Jean-Luc", "Müller", "Ça", "A" * 45 + "'s",
+                     "B" * 40 + "'x", "C" * 40 + "-d", "Dr.", "van", "de", "Ō", "İstanbul"]),
+    st.text(alphabet="AbÉé'’-. \n", max_size=6)), max_size=6))
+@example(["B" * 40 + "'x"])
+@example(["so", "C" * 40 + "-d"])
+@example(["D" * 40 + "’e", "J.", "Berg's"])
+def test_one_word_runs_tokenise_as_the_token_scan_does(parts: list[str]) -> None:
+    text = " ".join(parts)
+    for run in names._CAP_RUN.finditer(text):
+        assert names._run_tokens(text, run) == names._tokens(text, run.start(), run.end())
