@@ -337,3 +337,14 @@ def test_one_word_runs_tokenise_as_the_token_scan_does(parts: list[str]) -> None
     text = " ".join(parts)
     for run in names._CAP_RUN.finditer(text):
         assert names._run_tokens(text, run) == names._tokens(text, run.start(), run.end())
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="ab Ż1_.\t\n-'²½五", max_size=24), st.integers(0, 24), st.integers(0, 24))
+@example("Mr. ", 0, 4)
+@example("x  ab. ", 0, 7)
+@example("a . ", 0, 4)
+def test_word_before_is_what_the_pattern_finds(text: str, lo: int, end: int) -> None:
+    lo, end = sorted((min(lo, len(text)), min(end, len(text))))
+    m = names._PREV_WORD.search(text, lo, end)
+    assert names._word_before(text, lo, end) == (m.span(1) if m is not None else None)

@@ -211,10 +211,10 @@ class NameRecognizer:
             toks = _run_tokens(text, run)
             if len(toks) == 1 and _nothing_alone(gz, toks[0].key):
                 continue  # the same test as below, before looking for the word in front
-            prev = _PREV_WORD.search(text, max(0, run.start() - 16), run.start())
+            prev = _word_before(text, max(0, run.start() - 16), run.start())
             if prev is not None:
-                word = prev.group(1)
-                toks.insert(0, _Tok(prev.start(1), prev.end(1), word, word.lower(), False))
+                word = text[prev[0] : prev[1]]
+                toks.insert(0, _Tok(prev[0], prev[1], word, word.lower(), False))
             first = 1 if prev is not None else 0
             j = len(toks)
             for k in range(first, len(toks) - 1):
@@ -403,6 +403,28 @@ class NameRecognizer:
                                 hit = len(run) - k
                             break
                 k += hit or 1
+
+
+def _word_before(text: str, lo: int, end: int) -> tuple[int, int] | None:
+    """The span ``_PREV_WORD.search(text, lo, end)`` gives as its group, found by walking
+    back from ``end`` (a regular-expression search tries every start in the window).
+
+    The pattern's group is a run of letters followed only by an optional period and blanks
+    up to ``end``, so it is the letters right before those, back to ``lo`` at most.
+    """
+    e = end
+    while e > lo and text[e - 1] in " \t":
+        e -= 1
+    if e > lo and text[e - 1] == ".":
+        e -= 1
+    b = e
+    while b > lo:
+        c = text[b - 1]
+        # [^\W\d_] in re's Unicode terms: alphanumeric, no decimal digit, no underscore.
+        if not c.isalnum() or c.isdecimal() or c == "_":
+            break
+        b -= 1
+    return (b, e) if b < e else None
 
 
 def _is_title(key: str) -> bool:
