@@ -348,3 +348,26 @@ def test_word_before_is_what_the_pattern_finds(text: str, lo: int, end: int) -> 
     lo, end = sorted((min(lo, len(text)), min(end, len(text))))
     m = names._PREV_WORD.search(text, lo, end)
     assert names._word_before(text, lo, end) == (m.span(1) if m is not None else None)
+
+
+_MONTH_WORDS = sorted(dates.MONTHS)
+_PLAIN_MONTH_GATE = re.compile(
+    r"(?<![a-z0-9_])(?:" + "|".join(sorted((re.escape(m) for m in _MONTH_WORDS), key=len,
+                                           reverse=True)) + r")(?![a-z0-9_])"
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_MONTH_WORDS), st.text(alphabet="ab_1 .-/é", max_size=4)),
+                max_size=6).map("".join))
+def test_month_gate_finds_a_month_where_the_plain_alternation_does(text: str) -> None:
+    assert (dates._ANY_MONTH.search(text) is None) == (_PLAIN_MONTH_GATE.search(text) is None)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.from_regex(dates._NUMERIC.pattern.replace("(?P=sep)", "[/.\\-]"), fullmatch=True),
+    st.text(alphabet="0123456789/.- :T", max_size=6)), max_size=4).map("".join))
+def test_numeric_dates_run_only_where_their_gate_is_found(text: str) -> None:
+    if dates._NUMERIC.search(text) is not None:
+        assert dates._NUMERIC_GATE.search(text) is not None

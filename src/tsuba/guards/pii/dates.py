@@ -35,11 +35,20 @@ _MONTH = "(?:" + "|".join(sorted({re.escape(m) for m in MONTHS}, key=len, revers
 # A month name standing as a word in the lower-cased text (a textual date has one, with no
 # ASCII letter, digit or underscore on either side): without one no textual date can match.
 # re's IGNORECASE also folds these three onto ASCII letters, so they are folded first.
-_ANY_MONTH = re.compile(
-    r"(?<![a-z0-9_])(?:"
-    + "|".join(sorted({re.escape(m) for m in MONTHS}, key=len, reverse=True))
-    + r")(?![a-z0-9_])"
-)
+def _month_gate() -> re.Pattern[str]:
+    """One branch per first letter with the look-behind after that letter: the scan then
+    skips to those letters instead of trying every month at every position."""
+    by_first: dict[str, list[str]] = {}
+    for month in sorted(set(MONTHS), key=len, reverse=True):
+        by_first.setdefault(month[0], []).append(re.escape(month[1:]))
+    branches = (
+        rf"{re.escape(first)}(?<![a-z0-9_].)(?:{'|'.join(rests)})"
+        for first, rests in by_first.items()
+    )
+    return re.compile("(?:" + "|".join(branches) + r")(?![a-z0-9_])")
+
+
+_ANY_MONTH = _month_gate()
 _ODD_FOLDS = str.maketrans({"İ": "i", "ı": "i", "ſ": "s"})
 _DAY = r"(?:[0-3]?[0-9])(?:st|nd|rd|th|er|\.|º)?"
 _YEAR = r"(?:1[6-9][0-9]{2}|20[0-9]{2})"
@@ -59,6 +68,9 @@ _NUMERIC = re.compile(
     r"|(?P<ys>[12][0-9]{3})/(?P<ms>[01]?[0-9])/(?P<ds>[0-3]?[0-9])"
     r")(?![A-Za-z0-9_\-/]|\.[0-9])"
 )
+# Every numeric date has a digit, a separator and a digit in a row; led by a digit, this
+# search skips through the text where _NUMERIC, led by a look-behind, tries every position.
+_NUMERIC_GATE = re.compile(r"[0-9][/.\-][0-9]")
 _DIGITS = re.compile(r"[0-9]+")
 _WINDOW = 32
 # The one or two words right before a number: where "March 3" or "3 de marzo de 2020" starts.
@@ -118,6 +130,8 @@ class DateRecognizer:
                     )
 
     def _numeric(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        if _NUMERIC_GATE.search(text) is None:
+            return
         for match in _NUMERIC.finditer(text):
             if match.group("iso"):
                 month, day = int(match.group("im")), int(match.group("id"))
