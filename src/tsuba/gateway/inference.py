@@ -786,12 +786,36 @@ async def _get_model(
     await _send_json(send, 200, orjson.dumps(_model_card(name)), _response_headers(ex, None))
 
 
+async def _delete_session(
+    gw: Gateway, ex: Exchange, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """End a conversation now: its history and its pseudonym mapping go at once instead of
+    at expiry.  Only the principal that owns the session can delete it; the conversation's
+    injection risk is kept (deleting a session must not reset the record of probing)."""
+    ex.path = "/v1/sessions/{session}"  # the id is a bearer secret: never in the audit log
+    session_id = scope["path_params"]["session"]
+    ex.session = _session_tag(session_id)
+    identity = (await _front(gw, ex, scope, receive))[2]
+    if not any(r.sessions for r in gw.settings.gateway.routes.values()):
+        raise e.NotFoundError("sessions are not enabled on this gateway")
+    deleted = await asyncio.to_thread(gw.sessions.delete, identity.principal, session_id)
+    if not deleted:
+        raise e.NotFoundError("no such session for this caller (unknown, expired or not yours)")
+    if gw.pseudonyms is not None:
+        await asyncio.to_thread(gw.pseudonyms.drop_session, session_id)
+    ex.authz_reason = "the caller owns the session"
+    await _record_or_fail(gw, ex)
+    body = orjson.dumps({"id": session_id, "object": "session", "deleted": True})
+    await _send_json(send, 200, body, _response_headers(ex, None))
+
+
 _EP_CHAT = Endpoint("chat", _model_route)
 _EP_COMPLETIONS = Endpoint("completions", _model_route)
 _EP_EMBEDDINGS = Endpoint("embeddings", _model_route)
 _EP_PREDICT = Endpoint("predict", _model_route)
 _EP_MODELS = Endpoint("models", _list_models)
 _EP_MODEL = Endpoint("models", _get_model)
+_EP_SESSION = Endpoint("sessions", _delete_session)
 
 # (method, path or path prefix) -> (endpoint, route template)
 _EXACT: dict[tuple[str, str], tuple[Endpoint, str]] = {
@@ -800,9 +824,10 @@ _EXACT: dict[tuple[str, str], tuple[Endpoint, str]] = {
     ("POST", "/v1/embeddings"): (_EP_EMBEDDINGS, "/v1/embeddings"),
     ("GET", "/v1/models"): (_EP_MODELS, "/v1/models"),
 }
-_PREFIXED: tuple[tuple[str, str, Endpoint, str], ...] = (
-    ("POST", "/v1/predict/", _EP_PREDICT, "/v1/predict/{model}"),
-    ("GET", "/v1/models/", _EP_MODEL, "/v1/models/{model}"),
+_PREFIXED: tuple[tuple[str, str, Endpoint, str, str], ...] = (
+    ("POST", "/v1/predict/", _EP_PREDICT, "/v1/predict/{model}", "model"),
+    ("GET", "/v1/models/", _EP_MODEL, "/v1/models/{model}", "model"),
+    ("DELETE", "/v1/sessions/", _EP_SESSION, "/v1/sessions/{session}", "session"),
 )
 
 
@@ -815,6 +840,7 @@ def routes() -> list[BaseRoute]:
         Route("/v1/predict/{model:path}", _EP_PREDICT, methods=["POST"]),
         Route("/v1/models", _EP_MODELS, methods=["GET"]),
         Route("/v1/models/{model:path}", _EP_MODEL, methods=["GET"]),
+        Route("/v1/sessions/{session}", _EP_SESSION, methods=["DELETE"]),
     ]
 
 
@@ -834,9 +860,9 @@ class FastPath:
             method, path = scope["method"], scope["path"]
             found = _EXACT.get((method, path))
             if found is None:
-                for want, prefix, endpoint, template in _PREFIXED:
+                for want, prefix, endpoint, template, param in _PREFIXED:
                     if method == want and path.startswith(prefix) and len(path) > len(prefix):
-                        scope["path_params"] = {"model": path[len(prefix) :]}
+                        scope["path_params"] = {param: path[len(prefix) :]}
                         found = (endpoint, template)
                         break
             if found is not None:
@@ -917,6 +943,14 @@ def _errors(*codes: int) -> dict[str, Any]:
     }
 
 
+_SESSION_DELETED: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "object", "deleted"],
+    "properties": {"id": {"type": "string"}, "object": {"const": "session"},
+                   "deleted": {"type": "boolean"}},
+}
+
+
 def openapi_paths() -> tuple[dict[str, Any], dict[str, Any]]:
     """(paths, component schemas) describing the inference routes."""
     schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA, "Model": _MODEL, "ModelList": _MODEL_LIST}
@@ -975,6 +1009,16 @@ def openapi_paths() -> tuple[dict[str, Any], dict[str, Any]]:
             "responses": {"200": {"description": "OK", "headers": cid, "content": {
                 "application/json": {"schema": {"$ref": "#/components/schemas/Model"}}}},
                 **_errors(401, 403, 404, 503)},
+        }},
+        "/v1/sessions/{session}": {"delete": {
+            "tags": ["inference"],
+            "summary": "End a conversation now: its history and pseudonym mapping are deleted",
+            "operationId": "inference_delete_session", "security": security,
+            "parameters": [{"name": "session", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "Deleted", "headers": cid, "content": {
+                "application/json": {"schema": _SESSION_DELETED}}},
+                **_errors(401, 404, 503)},
         }},
     }
     return paths, schemas

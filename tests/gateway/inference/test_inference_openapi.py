@@ -15,8 +15,10 @@ def test_openapi_describes_the_inference_routes(stack: Stack) -> None:
     doc = httpx.get(stack.url + "/openapi.json").json()
     paths = doc["paths"]
     for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings",
-                 "/v1/predict/{model}", "/v1/models", "/v1/models/{model}"):
+                 "/v1/predict/{model}", "/v1/models", "/v1/models/{model}",
+                 "/v1/sessions/{session}"):
         assert path in paths
+    assert "delete" in paths["/v1/sessions/{session}"]
     chat = paths["/v1/chat/completions"]["post"]
     assert chat["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/ChatRequest")

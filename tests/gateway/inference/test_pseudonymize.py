@@ -477,3 +477,19 @@ def test_stream_restoration_over_any_chunking(
     unknown: list[str] = []
     assert "".join(out) == restore(text, _MAP, unknown=unknown)
     assert set(restoration.unknown) == set(unknown)  # e.g. <PERSON_4>, or "<" + "SON_1>"
+
+
+def test_deleting_the_session_drops_its_mapping(
+    make_stack: StackFactory, parrot: tuple[Parrot, str]
+) -> None:
+    stack = start(make_stack, parrot, sessions=True)
+    client = sdk(stack)
+    first = client.chat.completions.with_raw_response.create(
+        model="demo", messages=[{"role": "user", "content": f"please call {OLGA}"}])
+    sid = first.headers["x-tsuba-session-id"]
+    with stack.platform.engine.connect() as conn:
+        assert len(conn.execute(select(T.c.id)).all()) == 1
+    deleted = httpx.delete(f"{stack.v1}/sessions/{sid}", headers=stack.headers("alice"))
+    assert deleted.status_code == 200, deleted.text
+    with stack.platform.engine.connect() as conn:
+        assert conn.execute(select(T.c.id)).all() == []

@@ -109,3 +109,36 @@ def test_sessions_through_the_gateway(make_stack: StackFactory) -> None:
     assert stolen.json()["error"]["code"] == "session_not_found"
     (event,) = stack.events_for(stolen.headers["x-tsuba-correlation-id"])
     assert event["actor"] == "bob" and sid not in str(event)  # the id itself is never logged
+
+
+def test_delete_session_ends_the_conversation(make_stack: StackFactory) -> None:
+    """DELETE /v1/sessions/{id}: only the owner can; the history is gone at once; the audit
+    log records it without the id (a bearer secret)."""
+    stack = make_stack(gateway={"routes": {"chat": {"sessions": True}}})
+    url = stack.v1 + "/chat/completions"
+    sid = httpx.post(url, headers=stack.headers("alice"), json=chat_body("one")).headers[HEADER]
+    gone = stack.v1 + f"/sessions/{sid}"
+
+    stolen = httpx.delete(gone, headers=stack.headers("bob"))
+    assert stolen.status_code == 404  # the same answer as for an unknown id
+    assert httpx.delete(gone).status_code == 401
+    kept = httpx.post(url, headers={**stack.headers("alice"), HEADER: sid},
+                      json=chat_body("two"))
+    assert kept.json()["choices"][0]["message"]["content"].endswith("two (turn 2)")
+
+    deleted = httpx.delete(gone, headers=stack.headers("alice"))
+    assert deleted.status_code == 200
+    assert deleted.json() == {"id": sid, "object": "session", "deleted": True}
+    (event,) = stack.events_for(deleted.headers["x-tsuba-correlation-id"])
+    assert event["actor"] == "alice" and sid not in str(event)
+    assert httpx.delete(gone, headers=stack.headers("alice")).status_code == 404
+    after = httpx.post(url, headers={**stack.headers("alice"), HEADER: sid},
+                       json=chat_body("three"))
+    assert after.status_code == 404 and after.json()["error"]["code"] == "session_not_found"
+    with stack.platform.engine.connect() as conn:
+        assert conn.execute(select(SessionRow.__table__)).all() == []
+
+
+def test_delete_session_without_sessions_enabled_is_404(stack: Stack) -> None:
+    res = httpx.delete(stack.v1 + "/sessions/tss_" + "A" * 43, headers=stack.headers("alice"))
+    assert res.status_code == 404 and "not enabled" in res.json()["error"]["message"]
