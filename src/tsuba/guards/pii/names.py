@@ -121,6 +121,8 @@ mme mme. mlle m. señor señora señorita sr sr. sra sra. srta don doña signor 
 sig.ra dott. dott dottore dottoressa mevrouw meneer dhr. mevr. capt. capt lt. col. rev. rev
 """.split()
 )
+# Keys that are a title with or without its period ("dr" and "dr."): one look-up.
+_TITLE_KEYS = TITLES | {t[:-1] for t in TITLES if t.endswith(".")}
 NAME_CUES = _Cues(
     (
         "my name is", "name is", "named", "called", "i am", "i'm", "this is", "dear", "hi",
@@ -242,9 +244,9 @@ class NameRecognizer:
         run = toks[i:j]
         sentence_start = self._sentence_start(text, run[0].start)
         prev = toks[i - 1] if i > 0 else None
-        titled = prev is not None and (prev.key in TITLES or prev.key + "." in TITLES)
+        titled = prev is not None and prev.key in _TITLE_KEYS
         # A leading title inside the run ("Dr Smith", "Herr Müller") counts as the cue.
-        if run[0].key in TITLES or run[0].key + "." in TITLES:
+        if run[0].key in _TITLE_KEYS:
             titled = True
             run = run[1:]
             sentence_start = False
@@ -262,7 +264,11 @@ class NameRecognizer:
         while run and (run[0].key in gz.common and not self._known_person(gz, run[0])):
             run = run[1:]
             sentence_start = False
-        named = any(self._known_person(gz, t) for t in run)
+        named = False
+        for t in run:
+            if t.key in gz.first and t.key not in gz.common:  # _known_person
+                named = True
+                break
         while run and run[-1].key in gz.common and not self._known_person(gz, run[-1]):
             if named and len(run) > 1 and run[-1].key in gz.surnames:
                 break  # "John Brown": a surname after a given name, not the colour
@@ -291,7 +297,10 @@ class NameRecognizer:
         best: tuple[str, int, int] | None = None
         for a in range(len(run)):
             # No place starts with this word, or none with more words than ``span``.
-            span = min(gz.spans.get(run[a].key, 0), gz.max_place_words)
+            span = gz.spans.get(run[a].key, 0)
+            if not span:
+                continue
+            span = min(span, gz.max_place_words)
             for b in range(min(len(run), a + span), a, -1):
                 if best is not None and b - a <= best[2] - best[1]:
                     break
@@ -338,11 +347,17 @@ class NameRecognizer:
         run = [t for t in run if t.cap]  # particles (van, de) count for neither side
         if not run or len(run) > 4:
             return
-        keys = [t.key for t in run]
-        first = [k in gz.first and k not in gz.common for k in keys]
-        sur = [k in gz.surnames and k not in gz.common for k in keys]
-        unknown = [not (f or s) and k not in gz.common and k not in gz.places
-                   for k, f, s in zip(keys, first, sur, strict=True)]
+        first: list[bool] = []
+        sur: list[bool] = []
+        unknown: list[bool] = []
+        for t in run:
+            k = t.key
+            common = k in gz.common
+            f = not common and k in gz.first
+            s = not common and k in gz.surnames
+            first.append(f)
+            sur.append(s)
+            unknown.append(not (f or s) and not common and k not in gz.places)
         cue = NAME_CUES.end(before)
         allcaps = all(t.text.isupper() and len(t.text) > 1 for t in run)
         n = len(run)
@@ -428,7 +443,7 @@ def _word_before(text: str, lo: int, end: int) -> tuple[int, int] | None:
 
 
 def _is_title(key: str) -> bool:
-    return key in TITLES or key + "." in TITLES
+    return key in _TITLE_KEYS
 
 
 def _nothing_alone(gz: Gazetteer, key: str) -> bool:
