@@ -218,9 +218,13 @@ class Analyzer:
         ctx = TextContext(text, language)
         found: list[Finding] = []
         for rec, _, _, _, pattern in self._applicable(ctx, language, wanted):
-            if pattern is not None and pattern.silent(ctx, threshold):
-                continue
-            for f in rec.analyze(text, ctx):
+            if pattern is not None:
+                if pattern.silent(ctx, threshold):
+                    continue
+                findings = pattern.scan(text, ctx)
+            else:
+                findings = rec.analyze(text, ctx)
+            for f in findings:
                 if f.score >= threshold and (wanted is None or f.entity_type in wanted):
                     found.append(f)
         found.extend(self._denied(text, wanted))
@@ -248,11 +252,19 @@ class _Step(NamedTuple):
     min_digits: int  # ASCII digits every match holds at least
     min_run: int  # and the longest run of them in a match at least
     runs: frozenset[int] | None  # a match holds a maximal digit run of one of these lengths
-    pattern: PatternRecognizer | None  # the recognizer again when it can tell it is silent
+    # The recognizer again when it can tell it is silent and scan without its preconditions
+    # (a subclass with its own ``analyze`` is run through that instead).
+    pattern: PatternRecognizer | None
 
     @classmethod
     def of(cls, rec: Recognizer) -> _Step:
-        pattern = rec if isinstance(rec, PatternRecognizer) else None
+        pattern = (
+            rec
+            if isinstance(rec, PatternRecognizer)
+            and type(rec).analyze is PatternRecognizer.analyze
+            and type(rec).silent is PatternRecognizer.silent
+            else None
+        )
         return cls(
             rec,
             int(getattr(rec, "min_digits", 0)),

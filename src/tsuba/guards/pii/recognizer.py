@@ -213,6 +213,11 @@ class PatternRecognizer:
             return
         if self._gate is not None and not ctx.gate(self._gate):
             return
+        yield from self.scan(text, ctx)
+
+    def scan(self, text: str, ctx: TextContext) -> Iterable[Finding]:
+        """``analyze`` without its preconditions, for a caller that has checked them (the
+        analyzer: digit counts per text shape, the rest in ``silent``)."""
         for match in self._regex.finditer(text):
             start, end = match.span(self.group)
             if start == end:
