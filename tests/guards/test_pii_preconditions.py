@@ -371,3 +371,14 @@ def test_month_gate_finds_a_month_where_the_plain_alternation_does(text: str) ->
 def test_numeric_dates_run_only_where_their_gate_is_found(text: str) -> None:
     if dates._NUMERIC.search(text) is not None:
         assert dates._NUMERIC_GATE.search(text) is not None
+
+
+def test_a_subclass_with_its_own_analyze_is_run_through_it() -> None:
+    class Doubled(PatternRecognizer):
+        def analyze(self, text: str, ctx: TextContext):  # type: ignore[no-untyped-def]
+            for f in super().analyze(text, ctx):
+                yield dataclasses.replace(f, recognizer="doubled")
+
+    rec = Doubled("ticket", "TICKET", r"ZZ-[0-9]{4}-QQ", 0.9)
+    found = Analyzer([rec]).analyze("ref ZZ-1234-QQ")
+    assert [(f.entity_type, f.recognizer) for f in found] == [("TICKET", "doubled")]
