@@ -382,3 +382,23 @@ def test_a_subclass_with_its_own_analyze_is_run_through_it() -> None:
     rec = Doubled("ticket", "TICKET", r"ZZ-[0-9]{4}-QQ", 0.9)
     found = Analyzer([rec]).analyze("ref ZZ-1234-QQ")
     assert [(f.entity_type, f.recognizer) for f in found] == [("TICKET", "doubled")]
+
+
+@pytest.mark.parametrize("entry", NEEDY, ids=lambda p: p[2])
+def test_address_literal_search_finds_what_looking_for_each_literal_finds(entry: tuple) -> None:  # type: ignore[type-arg]
+    needs = entry[4]
+    search = address.literal_search(needs)
+    assert search is not None
+
+    pieces = st.one_of(
+        st.sampled_from(list(needs)),
+        st.sampled_from([w[:-1] for w in needs]),
+        st.text(alphabet="AaCc /.Boxx〒県 ", max_size=5),
+    )
+
+    @FAST
+    @given(st.lists(pieces, max_size=5).map("".join))
+    def check(text: str) -> None:
+        assert (search.search(text) is not None) == any(w in text for w in needs)
+
+    check()

@@ -102,11 +102,11 @@ _NEXT_PART = re.compile(
 MAX_PARTS = 4
 
 
-def _holds_any(text: str, words: tuple[str, ...]) -> bool:
-    for word in words:  # noqa: SIM110  (a plain loop is faster than any() over a genexpr)
-        if word in text:
-            return True
-    return False
+def literal_search(words: tuple[str, ...]) -> re.Pattern[str] | None:
+    """A pattern found wherever one of ``words`` occurs as it is; None for no words."""
+    if not words:
+        return None
+    return re.compile("|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)))
 
 
 def _lines_after(text: str, end: int) -> int:
@@ -148,12 +148,15 @@ class AddressRecognizer:
             (re.compile(_JP), 0.75, "Japanese address", False, _JP_WORDS),
             (re.compile(_JP_POSTAL), 0.7, "Japanese postal code", False, ("〒",)),
         ]
+        # The literals of each pattern as one search: most start with a capital letter, so
+        # the scan skips to capitals instead of looking for each literal in turn.
+        self._needs = [literal_search(needs) for *_, needs in self._patterns]
 
     def analyze(self, text: str, ctx: TextContext) -> Iterable[Finding]:
         if ctx.digits()[0] == 0:
             return  # every address pattern holds a house number or a postcode
-        for pattern, score, why, tail, needs in self._patterns:
-            if needs and not _holds_any(text, needs):
+        for (pattern, score, why, tail, _), needs in zip(self._patterns, self._needs, strict=True):
+            if needs is not None and needs.search(text) is None:
                 continue
             for m in pattern.finditer(text):
                 start, end = m.span()
