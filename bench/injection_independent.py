@@ -195,6 +195,10 @@ def package_info(name: str, wheel: Path, z: zipfile.ZipFile) -> dict[str, object
         elif key == "Classifier" and value.startswith("License ::"):
             licence.append(value.split("::")[-1].strip())
     files = [n for n in z.namelist() if re.search(r"(LICEN[CS]E|NOTICE|COPYING)", n)]
+    own = [n for n in files if ".dist-info/" in n and "NOTICE" not in n]
+    if own:  # the licence file's own heading, e.g. "The MIT License"
+        heading = next((ln.strip() for ln in _text(z, own[0]).splitlines() if ln.strip()), "")
+        licence.append(f"{own[0].rsplit('/', 1)[-1]}: {heading[:60]}")
     return {
         "version": PACKAGES[name],
         "wheel": wheel.name,
