@@ -3,7 +3,8 @@
 Precision, recall and F1 per entity type and overall (a prediction counts when it overlaps
 a gold span of the same type), documents per second in one process, on the development set
 (../shared/data/pii, presidio-research synthetic sentences) and on the held-out set that
-bench/pii_heldout.py generates with a frozen seed (never used for tuning).  Every tool is
+bench/pii_heldout.py generates with a frozen seed and reference date, so it is the same
+documents on every run (never used for tuning).  Every tool is
 warmed up on the same few documents, then timed over whole passes (wall clock and process
 CPU time; ``--passes`` of them, the first also scored).  Rows for the optional spaCy NER
 backend show what it adds to the built-in name and place method.  Also the worst-case time
@@ -355,6 +356,10 @@ def main() -> None:
         "mode": "quick" if args.quick else "full",
         "passes": passes,
         "warm_up_documents": WARM_UP,
+        "heldout": {
+            "seed": pii_heldout.SEED,
+            "reference_date": pii_heldout.REFERENCE.date().isoformat(),
+        },
         "tools": notes,
         "sets": {},
     }
