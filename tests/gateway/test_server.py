@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from processes import free_port, stop
 from tsuba.core.audit.verify import verify_consistency, verify_inclusion, verify_tree_head
 from tsuba.core.config import load_settings
 from tsuba.core.errors import IntegrityError
@@ -22,16 +22,10 @@ from tsuba.core.platform import Platform
 ADMIN = "s3cret-admin-token-for-tests"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     home = tmp_path_factory.mktemp("srv") / "home"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TSUBA_")}
     env.update(TSUBA_HOME=str(home), TSUBA_SERVER__ADMIN_TOKEN=ADMIN)
     env["TSUBA_AUDIT__STH_INTERVAL_SECONDS"] = "0.5"
@@ -57,11 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     try:
         yield base, home
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 10)
 
 
 def _append(home: Path, n: int) -> None:
@@ -188,7 +178,7 @@ def test_several_workers_report_the_response_loop_on_metrics(tmp_path: Path) -> 
     """With two workers, /metrics is rendered from the workers' shared files; the incident
     and loop figures (which live in the database) are there too, and the loop is active."""
     home = tmp_path / "home"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TSUBA_")}
     env.update(TSUBA_HOME=str(home))
     proc = subprocess.Popen(
@@ -216,8 +206,4 @@ def test_several_workers_report_the_response_loop_on_metrics(tmp_path: Path) -> 
         assert "tsuba_soar_incidents " in text
         assert "tsuba_gateway_audit_failures_total" in text  # the workers' samples too
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 15)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 import uuid
@@ -19,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select, update
 
+from processes import free_port
 from tsuba.core.errors import DecryptionError, InputError, StorageError
 from tsuba.guards.anonymize import StreamRestorer, anonymize, deanonymize, restore
 from tsuba.guards.anonymize.redis_store import RedisMappingStore
@@ -261,7 +261,3 @@ def test_stream_restorer_escapes_for_json_and_reports_unknown() -> None:
     assert r.unknown == ["<PERSON_7>"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

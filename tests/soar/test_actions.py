@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from soar_events import Clock, alert
 
+from processes import free_port
 from tsuba.core.config import load_settings
 from tsuba.core.errors import ConfigError, DecryptionError, InputError, NotFoundError
 from tsuba.core.events import SecurityEvent, Severity
@@ -59,12 +59,6 @@ from tsuba.soar.playbooks import PlaybookRunner, parse_playbook
 
 DESTRUCTIVE = {"revoke_api_key", "rotate_api_key", "block_principal", "block_ip",
                "quarantine_model", "rotate_key"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- a platform with an incident -----------------------------------------------------------

@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ import httpx
 import openai
 import pytest
 
+from processes import free_port, stop
+from processes import wait_for as _wait_for
 from tsuba.core.config import load_settings
 from tsuba.core.home import init_home
 from tsuba.core.identity import IdentityService
@@ -62,26 +63,13 @@ steps:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
+    return _wait_for(check, what, timeout, interval=0.2)
 
 
 @pytest.fixture
 def rsyslog(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "rsyslog" / "received.log"
     out.parent.mkdir()
     conf = out.parent / "rsyslog.conf"
@@ -170,7 +158,7 @@ def server(home: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, demo_upstre
     init_home(home)
     _configure(home, demo_upstream, rsyslog[0])
     key, prefix = _owner_key(home)
-    port = _free_port()
+    port = free_port()
     log = home.parent / "up.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
@@ -190,11 +178,7 @@ def server(home: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, demo_upstre
         wait_for(up, "tsuba up to serve")
         yield base, key, prefix
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 20)
 
 
 def _chat(client: openai.OpenAI) -> str | None:

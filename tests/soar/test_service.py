@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine
 
+from processes import wait_for
 from tsuba.core.config import load_settings
 from tsuba.core.errors import ConfigError
 from tsuba.core.events import EventClass, SecurityEvent
@@ -53,17 +53,6 @@ steps:
     action: incident_note
     params: {incident: "{incident.id}", text: "revoked {alert.group.credential_id}"}
 """
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -15,14 +15,9 @@ from typing import Any
 import httpx
 import uvicorn
 
+from processes import free_port
 from tsuba.core.config import Settings
 from tsuba.core.platform import Platform
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ServerThread:

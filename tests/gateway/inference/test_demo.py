@@ -16,6 +16,8 @@ import openai
 import pytest
 from inference_support import free_port
 
+from processes import stop
+
 
 @pytest.fixture
 def demo(home: Path, db_url: str) -> Iterator[tuple[str, str, dict[str, str]]]:
@@ -46,11 +48,7 @@ def demo(home: Path, db_url: str) -> Iterator[tuple[str, str, dict[str, str]]]:
     try:
         yield base, output, env
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 15)
 
 
 def test_newcomer_flow(demo: tuple[str, str, dict[str, str]]) -> None:
