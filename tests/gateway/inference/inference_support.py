@@ -20,6 +20,25 @@ from tsuba.core.config import Settings
 from tsuba.core.platform import Platform
 
 
+async def request_body(scope: Any, receive: Any, send: Any) -> bytes | None:
+    """For the test upstreams (bare ASGI apps): answer the lifespan protocol (None), or
+    read the whole request body."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"})
+                return None
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 class ServerThread:
     """An ASGI app served by uvicorn in a thread (a real HTTP server on a free port)."""
 
@@ -126,20 +145,9 @@ class ScriptedUpstream:
         self.hang = 0.0  # seconds to stall before answering
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await request_body(scope, receive, send)
+        if body is None:
+            return
         self.seen.append({
             "path": scope["path"],
             "headers": {k.decode(): v.decode() for k, v in scope["headers"]},

@@ -25,7 +25,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from inference_support import ServerThread, Stack, StackFactory, free_port
+from inference_support import ServerThread, Stack, StackFactory, free_port, request_body
 from sqlalchemy import select, update
 
 from tsuba.core.config import load_settings
@@ -53,20 +53,9 @@ class Parrot:
         self.tool = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                else:
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await request_body(scope, receive, send)
+        if body is None:
+            return
         data = orjson.loads(body)
         self.seen.append(data)
         chat = scope["path"].endswith("/chat/completions")
