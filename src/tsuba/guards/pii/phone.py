@@ -92,15 +92,16 @@ class PhoneRecognizer:
             return None  # an unformatted run of digits is an id far more often than a phone
         possible = ""
         seen: dict[str, int] = {}  # the wide pass repeats the language's regions
+        numbers: dict[_Key, int] = {}  # regions that parse it alike (US, CA) share a verdict
         for region in LANGUAGE_REGIONS.get(ctx.language, LANGUAGE_REGIONS["en"]):
-            verdict = seen[region] = _check_number(raw, region)
+            verdict = seen[region] = _check_number(raw, region, numbers)
             if verdict == _VALID:
                 return _finding(start, end, 0.55, has_context, f"valid number in {region}")
             if verdict == _POSSIBLE and not possible:
                 possible = region
         if has_context:
             for region in WIDE_REGIONS:
-                verdict = seen[region] if region in seen else _check_number(raw, region)
+                verdict = seen[region] if region in seen else _check_number(raw, region, numbers)
                 if verdict == _VALID:
                     return _finding(start, end, 0.3, True, f"valid number in {region}")
         if possible and _FORMATTED.match(raw):
@@ -122,13 +123,38 @@ _FORMATTED = re.compile(
 )
 
 
-def _check_number(raw: str, region: str | None) -> int:
+# What validity and possibility read of a parsed number: the same key, the same verdict.
+_Key = tuple[int | None, int | None, str | None, bool | None, int | None]
+
+
+def _check_number(raw: str, region: str | None, seen: dict[_Key, int] | None = None) -> int:
+    """_VALID, _POSSIBLE or _INVALID for ``raw`` read in ``region``.
+
+    Possibility (a length check) comes first: every valid number has a possible length (the
+    metadata's general lengths hold those of every number type), so a number that is not
+    possible skips the slower type-by-type validity match with the same verdict.  ``seen``
+    keeps the verdicts of numbers already parsed for one candidate: regions that share a
+    country code and national prefix (US and CA) parse it into the same number.
+    """
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
         return _INVALID
-    if phonenumbers.is_valid_number(number):
-        return _VALID
-    if phonenumbers.is_possible_number(number):
-        return _POSSIBLE
-    return _INVALID
+    key: _Key = (
+        number.country_code,
+        number.national_number,
+        number.extension,
+        number.italian_leading_zero,
+        number.number_of_leading_zeros,
+    )
+    if seen is not None and key in seen:
+        return seen[key]
+    if not phonenumbers.is_possible_number(number):
+        verdict = _INVALID
+    elif phonenumbers.is_valid_number(number):
+        verdict = _VALID
+    else:
+        verdict = _POSSIBLE
+    if seen is not None:
+        seen[key] = verdict
+    return verdict
