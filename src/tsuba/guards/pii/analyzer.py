@@ -217,9 +217,9 @@ class Analyzer:
         threshold = self.min_score if min_score is None else min_score
         ctx = TextContext(text, language)
         found: list[Finding] = []
-        for rec, _, _, _, pattern in self._applicable(ctx, language, wanted):
+        for rec, _, _, _, pattern, live in self._applicable(ctx, language, wanted):
             if pattern is not None:
-                if pattern.silent(ctx, threshold):
+                if threshold > live and pattern.silent(ctx, threshold):
                     continue
                 findings = pattern.scan(text, ctx)
             else:
@@ -255,6 +255,9 @@ class _Step(NamedTuple):
     # The recognizer again when it can tell it is silent and scan without its preconditions
     # (a subclass with its own ``analyze`` is run through that instead).
     pattern: PatternRecognizer | None
+    # At thresholds up to this the pattern is never silent on a text its step applies to
+    # (no gate, no context needed, its base score reaches the threshold): no need to ask.
+    live: float
 
     @classmethod
     def of(cls, rec: Recognizer) -> _Step:
@@ -271,6 +274,9 @@ class _Step(NamedTuple):
             int(getattr(rec, "min_run", 0)),
             pattern.runs if pattern is not None else None,
             pattern,
+            pattern.score
+            if pattern is not None and pattern.gate is None and not pattern.context_required
+            else -1.0,
         )
 
 

@@ -187,17 +187,39 @@ def _run_tokens(text: str, run: re.Match[str]) -> list[_Tok]:
 
 
 def _token(start: int, raw: str) -> _Tok | None:
+    shape = _SHAPES.get(raw)
+    if shape is None:
+        shape = _shape(raw)
+        if len(_SHAPES) >= MAX_SHAPES:
+            _SHAPES.clear()
+        _SHAPES[raw] = shape
+    if not shape[0]:
+        return None
+    size, word, key, cap, possessive = shape
+    return _Tok(start, start + size, word, key, cap, possessive)
+
+
+def _shape(raw: str) -> tuple[int, str, str, bool, bool]:
+    """What a token of ``raw`` holds apart from its position: (length, word, key, capitalised,
+    possessive); length 0 where ``raw`` makes no token."""
     word = raw[:-1] if raw.endswith(".") and len(raw) > 2 else raw
-    end = start + len(word)
+    size = len(word)
     possessive = word.endswith(("'s", "’s"))
     if possessive:
-        word, end = word[:-2], end - 2
+        word, size = word[:-2], size - 2
     if not word:
-        return None
+        return (0, "", "", False, False)
     key = word.lower()
     if not key.isascii():
         key = unicodedata.normalize("NFC", key)
-    return _Tok(start, end, word, key, word[0].isupper(), possessive)
+    return (size, word, key, word[0].isupper(), possessive)
+
+
+# Words seen as tokens, with what their tokens hold: texts repeat their words (names, the
+# capitalised words that open sentences), and a token built from a kept shape skips the
+# case folding and normalisation.  Bounded: cleared when full.
+MAX_SHAPES = 1 << 15
+_SHAPES: dict[str, tuple[int, str, str, bool, bool]] = {}
 
 
 class NameRecognizer:
