@@ -15,8 +15,12 @@ import phonenumbers
 from tsuba.guards.pii.recognizer import TextContext, words_pattern
 from tsuba.guards.types import Finding
 
+# Its first character (plus, bracket or digit) comes before the look-behind so the scan
+# skips to those; the look-behinds after it pick up the optional "+", "00" and "(" in the
+# order the plain ``(?<!...)(?:\+|00)?\(?[0-9]`` tries them.
 _CANDIDATE = re.compile(
-    r"(?<![A-Za-z0-9_+.\-/:@#])(?:\+|00)?\(?[0-9](?:[ \t().\-/]{0,3}[0-9]){6,16}"
+    r"[+(0-9](?<![A-Za-z0-9_+.\-/:@#].)(?:(?<=\+)\(?[0-9]|(?<=0)0\(?[0-9]|(?<=\()[0-9]|(?<=[0-9]))"
+    r"(?:[ \t().\-/]{0,3}[0-9]){6,16}"
     r"(?:[ \t]{0,2}(?:x|ext\.?|extension|#)[ \t]{0,2}[0-9]{1,5})?(?![A-Za-z0-9_\-/]|\.[0-9]|:[0-9])"
 )
 _DATE_LIKE = re.compile(
