@@ -22,7 +22,7 @@ from tsuba.guards.anonymize import sealing
 from tsuba.guards.anonymize.operators import DEFAULT_HASH_KEY, PLACEHOLDER
 from tsuba.guards.anonymize.sealing import check_entity_type, check_session
 
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = sealing.MAX_ATTEMPTS
 
 # KEYS[1]: the session's hash.  ARGV: digest (hex), entity type, ordinal sealed for, sealed
 # value, ttl in ms.  Returns {1, placeholder} if the value already has one, {2, placeholder}
@@ -96,7 +96,9 @@ class RedisMappingStore:
             self._touch_key(key)
             return _str(found)
         ordinal = int(last or 0) + 1
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                sealing.contention_pause(attempt)
             placeholder = f"<{entity_type}_{ordinal}>"
             blob = sealing.seal(self._keys, self._kek, session, placeholder, value)
             try:

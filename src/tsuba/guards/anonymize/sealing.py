@@ -8,7 +8,9 @@ copied to another session or placeholder does not decrypt.
 
 from __future__ import annotations
 
+import random
 import re
+import time
 
 from tsuba.core.errors import DecryptionError, InputError
 from tsuba.core.keys import envelope
@@ -18,6 +20,18 @@ SESSION = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 ENTITY_TYPE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _DIGEST_PREFIX = b"tsuba-pseudonym/v1 digest\x00"
 _VALUE_PREFIX = b"tsuba-pseudonym/v1 value\x00"
+
+# Workers racing for a session's next number retry; one that lost waits a random moment
+# first, so a busy session's workers take turns instead of the fastest winning every round.
+MAX_ATTEMPTS = 32
+_PAUSE_SECONDS = 0.001
+_PAUSE_MAX_SECONDS = 0.05
+
+
+def contention_pause(attempt: int) -> None:
+    """Sleep a jittered, growing moment before retry number ``attempt`` (1, 2, ...)."""
+    ceiling = min(_PAUSE_MAX_SECONDS, _PAUSE_SECONDS * 2**attempt)
+    time.sleep(random.uniform(0, ceiling))  # noqa: S311 - jitter, not a secret
 
 
 def check_session(session: str) -> None:

@@ -40,7 +40,7 @@ from tsuba.guards.anonymize import sealing
 from tsuba.guards.anonymize.operators import DEFAULT_HASH_KEY, PLACEHOLDER
 from tsuba.guards.anonymize.sealing import check_entity_type, check_session
 
-MAX_ATTEMPTS = 8  # concurrent writers racing for the next number retry this often
+MAX_ATTEMPTS = sealing.MAX_ATTEMPTS  # concurrent writers racing for the next number
 
 
 class PseudonymRow(Base):
@@ -94,7 +94,9 @@ class SqlMappingStore:
         check_session(session)
         check_entity_type(entity_type)
         found_digest = sealing.digest(self._keys, self._hmac_key, session, entity_type, value)
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                sealing.contention_pause(attempt)
             found = self._lookup(session, found_digest)
             if found is not None:
                 return found
