@@ -83,29 +83,30 @@ def test_expired_value_gets_a_fresh_placeholder(engine: Engine, keys) -> None:  
         assert conn.execute(select(T.c.id)).all().__len__() == 1
 
 
-def test_concurrent_workers_never_share_a_number(engine: Engine, keys) -> None:  # type: ignore[no-untyped-def]
-    stores = [SqlMappingStore(engine, keys) for _ in range(4)]
-    results: dict[str, set[str]] = {}
+def race(stores: list[Any], per_worker: int) -> dict[str, str]:
+    """Each store on its own thread adds ``per_worker`` values of its own and one value all
+    share, to one session; no worker may fail.  The session's mapping afterwards."""
     errors: list[BaseException] = []
 
     def work(i: int) -> None:
         try:
-            for j in range(5):
-                value = f"person-{i}-{j}"
-                results.setdefault(value, set()).add(
-                    stores[i].placeholder_for("busy", "PERSON", value)
-                )
+            for j in range(per_worker):
+                stores[i].placeholder_for("busy", "PERSON", f"person-{i}-{j}")
                 stores[i].placeholder_for("busy", "PERSON", "shared")
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(stores))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors
-    mapping = stores[0].mapping("busy")
+    return dict(stores[0].mapping("busy"))
+
+
+def test_concurrent_workers_never_share_a_number(engine: Engine, keys) -> None:  # type: ignore[no-untyped-def]
+    mapping = race([SqlMappingStore(engine, keys) for _ in range(4)], per_worker=5)
     assert len(mapping) == 21 and len(set(mapping.values())) == 21
     assert sorted(int(p[8:-1]) for p in mapping) == list(range(1, 22))
 
@@ -199,23 +200,7 @@ def test_redis_concurrent_workers_never_share_a_number(  # type: ignore[no-untyp
 
     stores = [RedisMappingStore(redis.Redis.from_url(REDIS_URL or ""), keys, prefix=prefix)
               for _ in range(4)]
-    errors: list[BaseException] = []
-
-    def work(i: int) -> None:
-        try:
-            for j in range(10):
-                stores[i].placeholder_for("busy", "PERSON", f"person-{i}-{j}")
-                stores[i].placeholder_for("busy", "PERSON", "shared")
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    mapping = stores[0].mapping("busy")
+    mapping = race(stores, per_worker=10)
     assert len(mapping) == 41 and len(set(mapping.values())) == 41
     assert sorted(int(p[8:-1]) for p in mapping) == list(range(1, 42))
 
